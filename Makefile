@@ -1,0 +1,46 @@
+# One-command entry points. Every target installs what it needs itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MCP_VENV := .venv-mcp
+MCP_STAMP := $(MCP_VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8079
+
+.PHONY: run test bench lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The official MCP SDK (2.x) cannot live beside zhipuai (PyJWT < 2.9), so the
+# MCP client tests drive the server from this separate, client-only venv.
+$(MCP_STAMP):
+	$(PYTHON) -m venv $(MCP_VENV)
+	$(MCP_VENV)/bin/pip install --quiet --upgrade pip
+	$(MCP_VENV)/bin/pip install --quiet 'mcp>=2.3,<3'
+	touch $(MCP_STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --verbosity 0
+	$(BIN)/python manage.py setup_local
+	$(BIN)/daphne -b $(HOST) -p $(PORT) exai_site.asgi:application
+
+test: $(STAMP) $(MCP_STAMP)
+	EXAI_MCP_CLIENT_PYTHON=$(CURDIR)/$(MCP_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ws_overhead.py $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy exai_site tools_app files_app errors_app metrics_app
+
+clean:
+	rm -rf $(VENV) $(MCP_VENV) .pytest_cache

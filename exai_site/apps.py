@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ExaiSiteConfig(AppConfig):
+    name = "exai_site"
+    verbose_name = "EXAI site"
+
+    def ready(self) -> None:
+        from exai_site import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,21 @@
+"""ASGI entry point: HTTP to Django, WebSockets through JWT auth to the apps' consumers."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exai_site.settings")
+# Django must be set up before anything imports models (the consumers do).
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from exai_site.auth import JwtAuthMiddleware  # noqa: E402
+from tools_app.routing import websocket_urlpatterns as tools_websockets  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": JwtAuthMiddleware(URLRouter([*tools_websockets])),
+    }
+)

@@ -1,0 +1,61 @@
+"""JWT authentication for WebSockets and plain async views.
+
+A token comes from an `Authorization: Bearer` header, a `?token=` query parameter
+(for clients that cannot set headers) or, on the EXAI protocol, the `hello` message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+
+@dataclass(frozen=True)
+class Authentication:
+    user: AbstractBaseUser | None
+    expires_at: float | None = None
+    error: str | None = None
+
+
+def authenticate_token(raw: str | None) -> Authentication:
+    """Validate an access token and load its user (synchronous: it queries the database)."""
+    if not raw:
+        return Authentication(None, error="unauthorized: no access token given")
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        return Authentication(None, error=f"unauthorized: {exc}")
+    user_id = token.get(api_settings.USER_ID_CLAIM)
+    user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
+    if user is None or not user.is_active:
+        return Authentication(None, error="unauthorized: the token's user does not exist or is inactive")
+    return Authentication(user, expires_at=float(token["exp"]))
+
+
+def token_from_headers(headers: list[tuple[bytes, bytes]] | Any, query_string: bytes = b"") -> str | None:
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    tokens = parse_qs(query_string.decode("latin-1")).get("token")
+    return tokens[0] if tokens else None
+
+
+class JwtAuthMiddleware(BaseMiddleware):
+    """Put the token's user (or AnonymousUser) in `scope["user"]`, and why it failed in `auth`."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        raw = token_from_headers(scope.get("headers", []), scope.get("query_string", b""))
+        auth = await database_sync_to_async(authenticate_token)(raw) if raw else Authentication(None)
+        scope = {**scope, "user": auth.user or AnonymousUser(), "auth": auth}
+        return await super().__call__(scope, receive, send)

@@ -1,0 +1,179 @@
+"""Settings for the EXAI server. Every knob is an environment variable (see .env.example)."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from exai_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The development key is public on purpose; `manage.py check` (exai.W001) and
+# `check --deploy` refuse it when DEBUG is off.
+DEV_SECRET_KEY = "dev-insecure-exai-secret-key-change-me-in-production-0123456789"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "exai_site",
+    "tools_app",
+    "files_app",
+    "errors_app",
+    "metrics_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "exai_site.urls"
+ASGI_APPLICATION = "exai_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the server's writers and readers overlap; the timeout rides out short write locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "exai"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "exai",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "exai_site.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("EXAI_ACCESS_TOKEN_MINUTES", 60, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EXAI_REFRESH_TOKEN_DAYS", 7, minimum=1)),
+    "SIGNING_KEY": SECRET_KEY,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("EXAI_LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        # The SDKs log request bodies (prompts, file contents) at DEBUG: keep them quiet.
+        "openai": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "zhipuai": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# --- Providers -------------------------------------------------------------
+KIMI_API_KEY = env_str("KIMI_API_KEY")
+KIMI_BASE_URL = env_str("KIMI_BASE_URL", "https://api.moonshot.ai/v1")
+GLM_API_KEY = env_str("GLM_API_KEY")
+GLM_BASE_URL = env_str("GLM_BASE_URL", "https://api.z.ai/api/paas/v4/")
+LOCAL_BASE_URL = env_str("LOCAL_BASE_URL")
+LOCAL_API_KEY = env_str("LOCAL_API_KEY", "not-needed")
+LOCAL_MODELS = env_list("LOCAL_MODELS")
+
+EXAI_KIMI_TIMEOUT_S = env_float("EXAI_KIMI_TIMEOUT_S", 25.0, minimum=0.1)
+EXAI_GLM_TIMEOUT_S = env_float("EXAI_GLM_TIMEOUT_S", 30.0, minimum=0.1)
+EXAI_LOCAL_TIMEOUT_S = env_float("EXAI_LOCAL_TIMEOUT_S", 60.0, minimum=0.1)
+# Retries are the SDKs' own (429, 5xx, connection errors, with backoff).
+EXAI_PROVIDER_MAX_RETRIES = env_int("EXAI_PROVIDER_MAX_RETRIES", 2, minimum=0)
+EXAI_DEFAULT_MODEL = env_str("EXAI_DEFAULT_MODEL", "auto")
+
+# --- Throttle and deadlines -----------------------------------------------
+EXAI_MAX_CONCURRENCY = env_int("EXAI_MAX_CONCURRENCY", 24, minimum=1)
+EXAI_KIMI_MAX_CONCURRENCY = env_int("EXAI_KIMI_MAX_CONCURRENCY", 6, minimum=1)
+EXAI_GLM_MAX_CONCURRENCY = env_int("EXAI_GLM_MAX_CONCURRENCY", 4, minimum=1)
+EXAI_LOCAL_MAX_CONCURRENCY = env_int("EXAI_LOCAL_MAX_CONCURRENCY", 4, minimum=1)
+EXAI_QUEUE_TIMEOUT_S = env_float("EXAI_QUEUE_TIMEOUT_S", 60.0, minimum=0.0)
+EXAI_LEASE_TTL_S = env_float("EXAI_LEASE_TTL_S", 30.0, minimum=1.0)
+EXAI_USER_MAX_CONCURRENCY = env_int("EXAI_USER_MAX_CONCURRENCY", 8, minimum=1)
+# The tool deadline must exceed every provider timeout plus the longest slot wait,
+# so the provider layer always fails first (checked by exai.E004).
+EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 180.0, minimum=1.0)
+EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
+
+# --- Protocol limits -------------------------------------------------------
+EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
+EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
+EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
+
+# --- Conversations ---------------------------------------------------------
+EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)
+EXAI_CONVERSATION_TTL_HOURS = env_float("EXAI_CONVERSATION_TTL_HOURS", 3.0, minimum=0.01)

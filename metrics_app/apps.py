@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MetricsAppConfig(AppConfig):
+    name = "metrics_app"
+    verbose_name = "Metrics"

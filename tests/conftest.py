@@ -1,0 +1,148 @@
+"""Shared fixtures: the provider stub, users with tokens, and a real daphne server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.provider_stub import ProviderStub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: Any) -> None:
+    # A server subprocess must see the test database, so SQLite's test DB is a file, not memory.
+    from django.db import connections
+
+    database = connections["default"].settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def provider_stub() -> Iterator[ProviderStub]:
+    stub = ProviderStub().start()
+    yield stub
+    stub.stop()
+
+
+def provider_env(stub: ProviderStub) -> dict[str, str]:
+    return {
+        "KIMI_API_KEY": "test-kimi-key",
+        "KIMI_BASE_URL": f"{stub.url}/v1",
+        "GLM_API_KEY": "test-glm-key",
+        "GLM_BASE_URL": f"{stub.url}/api/paas/v4/",
+        "EXAI_PROVIDER_MAX_RETRIES": "0",
+    }
+
+
+@pytest.fixture(autouse=True)
+def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
+    """Every test talks to a freshly reset stub, with Kimi and GLM configured against it."""
+    provider_stub.reset()
+    for name, value in provider_env(provider_stub).items():
+        setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
+    return provider_stub
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="alice", password="alice-password-123")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="bob", password="bob-password-123")
+
+
+def access_token(user: Any) -> str:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(user))
+
+
+@pytest.fixture
+def token(user: Any) -> str:
+    return access_token(user)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+    return f"postgres://{auth}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+class ServerProcess:
+    """A real server (daphne by default) in a subprocess, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], command: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exai_site.settings", **env}
+        self.command = command or [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "exai_site.asgi:application",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start listening within 30s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub) -> Iterator[ServerProcess]:
+    with django_db_blocker.unblock():
+        url = database_url()
+    process = ServerProcess({"DATABASE_URL": url, **provider_env(provider_stub)}).start()
+    yield process
+    process.stop()

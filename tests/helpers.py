@@ -1,0 +1,48 @@
+"""Helpers for driving consumers with WebsocketCommunicator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+
+from exai_site.asgi import application
+
+
+def communicator(
+    path: str = "/ws", *, token: str | None = None, header: bool = False, **kwargs: Any
+) -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token and header else []
+    if token and not header:
+        path = f"{path}?token={token}"
+    return WebsocketCommunicator(application, path, headers=headers, **kwargs)
+
+
+async def connected(token: str | None = None, **kwargs: Any) -> WebsocketCommunicator:
+    comm = communicator(token=token, **kwargs)
+    ok, _ = await comm.connect()
+    assert ok
+    return comm
+
+
+async def frames_until(comm: WebsocketCommunicator, op: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Receive frames until one with `op` arrives; return all of them, that one last."""
+    frames: list[dict[str, Any]] = []
+    while True:
+        frame = await comm.receive_json_from(timeout=timeout)
+        frames.append(frame)
+        if frame.get("op") == op:
+            return frames
+
+
+async def call(comm: WebsocketCommunicator, name: str, arguments: Any, request_id: str = "r1") -> list[dict[str, Any]]:
+    await comm.send_json_to({"op": "call_tool", "request_id": request_id, "name": name, "arguments": arguments})
+    return await frames_until(comm, "call_tool_res")
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)

@@ -1,0 +1,321 @@
+"""A loopback stand-in for the Moonshot and Z.ai HTTP APIs, for tests and benchmarks.
+
+It speaks what the real SDKs send: chat completions (JSON and SSE streaming) under
+`/v1` (Moonshot) and `/api/paas/v4` (Z.ai), and the files API (upload, list,
+retrieve, content, delete). The last user message may carry directives that
+shape the answer, so a test says what it needs right in its prompt:
+
+    [[stub:delay=0.5]]       think that long before answering (a disconnect meanwhile counts as aborted)
+    [[stub:status=503]]      answer with that HTTP status and an error body
+    [[stub:fail_first=2]]    fail the first N attempts of this prompt with 500, then answer
+    [[stub:retry_after=3]]   with status=429, send a Retry-After header
+
+The key `bad-key` is refused with 401. Everything it saw is in `requests`; it also
+counts requests in flight and the most ever in flight at once.
+
+Run alone for benchmarks: `python tests/provider_stub.py --port 8190`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_DIRECTIVE = re.compile(r"\[\[stub:(\w+)=([\w.]+)\]\]")
+_CHAT = re.compile(r"^/(?:v1|api/paas/v4)/chat/completions$")
+_FILES = re.compile(r"^/(?:v1|api/paas/v4)/files(?:/(?P<id>[\w-]+)(?P<content>/content)?)?$")
+
+
+class ProviderStub:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.aborted = 0
+        self._attempts: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- lifecycle -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, port: int = 0) -> ProviderStub:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self, log_level="warning", lifespan="off", timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("provider stub did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.files.clear()
+        self._attempts.clear()
+        self.in_flight = self.max_in_flight = self.aborted = 0
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["kind"] == "chat"]
+
+    # --- ASGI ----------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") == "bad-key":
+            await _json(
+                send,
+                401,
+                {"error": {"message": "Invalid Authentication", "type": "invalid_authentication_error"}},
+            )
+            return
+        body = await _read_body(receive)
+        path, method = scope["path"].rstrip("/"), scope["method"]
+        if _CHAT.match(path) and method == "POST":
+            await self._chat(path, json.loads(body), receive, send)
+        elif match := _FILES.match(path):
+            await self._files(method, match["id"], bool(match["content"]), headers, body, send)
+        else:
+            await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
+
+    async def _chat(self, path: str, payload: dict[str, Any], receive: Receive, send: Send) -> None:
+        messages = payload.get("messages", [])
+        last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        last_text = last_user if isinstance(last_user, str) else json.dumps(last_user)
+        directives = dict(_DIRECTIVE.findall(last_text))
+        self.requests.append({"kind": "chat", "path": path, "payload": payload})
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._attempts[last_text] += 1
+            if self._attempts[last_text] <= int(directives.get("fail_first", 0)):
+                await _json(send, 500, {"error": {"message": "stub transient failure", "type": "server_error"}})
+                return
+            if status := int(directives.get("status", 0)):
+                headers = [(b"retry-after", directives["retry_after"].encode())] if "retry_after" in directives else []
+                await _json(
+                    send,
+                    status,
+                    {"error": {"message": f"stub error {status}", "type": "stub_error"}},
+                    headers,
+                )
+                return
+            model = payload.get("model", "unknown")
+            reply = f"stub reply from {model}: {_DIRECTIVE.sub('', last_text).strip()} (saw {len(messages)} messages)"
+            usage = {
+                "prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1,
+                "completion_tokens": len(reply) // 4 + 1,
+            }
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            delay = float(directives.get("delay", 0))
+            if payload.get("stream"):
+                # Like the real APIs, a stream sends its headers at once and then thinks.
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+                    }
+                )
+                if delay and await _disconnected_within(receive, delay):
+                    self.aborted += 1
+                    return
+                await self._stream(send, model, reply, usage)
+            else:
+                if delay and await _disconnected_within(receive, delay):
+                    self.aborted += 1
+                    return
+                await _json(
+                    send,
+                    200,
+                    {
+                        "id": f"chatcmpl-{next(self._ids)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "usage": usage,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": reply},
+                            }
+                        ],
+                    },
+                )
+        finally:
+            self.in_flight -= 1
+
+    async def _stream(self, send: Send, model: str, reply: str, usage: dict[str, int]) -> None:
+        ident, created = f"chatcmpl-{next(self._ids)}", int(time.time())
+        words = reply.split(" ")
+        for index, word in enumerate(words):
+            delta = {"role": "assistant", "content": word if index == 0 else " " + word}
+            chunk = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+            await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+        final = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "usage": usage}],
+            "usage": usage,
+        }
+        await send({"type": "http.response.body", "body": _sse(final) + b"data: [DONE]\n\n", "more_body": False})
+
+    async def _files(
+        self,
+        method: str,
+        file_id: str | None,
+        content: bool,
+        headers: dict[str, str],
+        body: bytes,
+        send: Send,
+    ) -> None:
+        if file_id is None and method == "POST":
+            filename, data, purpose = _parse_multipart(headers.get("content-type", ""), body)
+            new_id = f"file-{next(self._ids)}"
+            record = {
+                "id": new_id,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": purpose,
+                "status": "ok",
+                "status_details": "",
+            }
+            self.files[new_id] = {**record, "_data": data}
+            self.requests.append({"kind": "file_upload", "id": new_id, "bytes": len(data)})
+            await _json(send, 200, record)
+        elif file_id is None and method == "GET":
+            await _json(send, 200, {"object": "list", "data": [_public(f) for f in self.files.values()]})
+        elif file_id not in self.files:
+            await _json(send, 404, {"error": {"message": f"file {file_id} not found", "type": "not_found"}})
+        elif method == "DELETE":
+            del self.files[file_id]
+            await _json(send, 200, {"id": file_id, "object": "file", "deleted": True})
+        elif content:
+            record = self.files[file_id]
+            text = record["_data"].decode("utf-8", "replace")
+            await _json(
+                send,
+                200,
+                {
+                    "content": text,
+                    "file_type": "text/plain",
+                    "filename": record["filename"],
+                    "title": "",
+                    "type": "file",
+                },
+            )
+        else:
+            await _json(send, 200, _public(self.files[file_id]))
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def _disconnected_within(receive: Receive, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return True
+    except TimeoutError:
+        return False
+
+
+async def _json(
+    send: Send, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(extra or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _parse_multipart(content_type: str, body: bytes) -> tuple[str, bytes, str]:
+    boundary = content_type.split("boundary=")[-1].strip('"').encode()
+    filename, data, purpose = "upload", b"", ""
+    for part in body.split(b"--" + boundary):
+        head, _, value = part.partition(b"\r\n\r\n")
+        value = value.removesuffix(b"\r\n")
+        if b'name="file"' in head:
+            found = re.search(rb'filename="([^"]*)"', head)
+            filename = found.group(1).decode() if found else filename
+            data = value
+        elif b'name="purpose"' in head:
+            purpose = value.decode()
+    return filename, data, purpose
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8190)
+    args = parser.parse_args()
+    stub = ProviderStub().start(args.port)
+    print(f"provider stub on {stub.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        stub.stop()

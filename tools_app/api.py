@@ -1,0 +1,53 @@
+"""REST access to the tools: the same call path and result shape as `call_tool_res`."""
+
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tools_app.services import tool_call, tool_descriptors
+
+# How each error code of a tool call maps to an HTTP status.
+HTTP_STATUS = {
+    "invalid_request": 400,
+    "invalid_arguments": 400,
+    "unknown_tool": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "overloaded": 429,
+    "cancelled": 499,
+    "internal": 500,
+    "provider_error": 502,
+    "provider_unavailable": 503,
+    "shutting_down": 503,
+    "timeout": 504,
+}
+
+
+class ToolListView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"tools": tool_descriptors()})
+
+
+class ToolCallView(APIView):
+    class InputSerializer(serializers.Serializer):
+        arguments = serializers.JSONField(required=False, default=dict)
+        request_id = serializers.CharField(required=False, max_length=200)
+
+    def post(self, request: Request, name: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = serializer.validated_data
+        outcome = async_to_sync(tool_call)(
+            user=request.user,
+            name=name,
+            arguments=data["arguments"],
+            request_id=data.get("request_id") or uuid.uuid4().hex,
+        )
+        error = outcome.get("error")
+        status = HTTP_STATUS.get(error["code"], 500) if error else 200
+        return Response(outcome, status=status)

@@ -1,0 +1,284 @@
+"""WebSocket consumers: the EXAI protocol on /ws and MCP (JSON-RPC) on /mcp."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from exai_site.auth import Authentication, authenticate_token
+from tools_app.idempotency import idempotency_key, idempotency_store
+from tools_app.mcp_protocol import McpServer, parse_frame
+from tools_app.services import LocalToolBackend, error_outcome, health_snapshot, tool_call, tool_descriptors
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+# The server's reply deadline sits above the tool's, so the tool's `timeout` always arrives first.
+REPLY_GRACE_S = 5.0
+
+
+def frame_too_large(text_data: str | None, bytes_data: bytes | None) -> int | None:
+    """Return the frame's size when it is over EXAI_MAX_FRAME_BYTES, else None."""
+    limit = settings.EXAI_MAX_FRAME_BYTES
+    if bytes_data is not None and len(bytes_data) > limit:
+        return len(bytes_data)
+    # A str of n characters is at least n bytes in UTF-8: encode only when it could be over.
+    if text_data is not None and len(text_data) * 4 > limit:
+        size = len(text_data.encode("utf-8", "surrogatepass"))
+        return size if size > limit else None
+    return None
+
+
+class ExaiConsumer(AsyncWebsocketConsumer):
+    """The EXAI protocol: hello, list_tools, call_tool, cancel, ping, health."""
+
+    async def connect(self) -> None:
+        self.auth: Authentication = self.scope.get("auth") or Authentication(None)
+        self.session_id = uuid.uuid4().hex
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self.closing = False
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        # A closed socket cancels its calls: the provider request is aborted and slots freed.
+        self.closing = True
+        for task in list(self.calls.values()):
+            task.cancel()
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(text_data=json.dumps(payload))
+
+    async def reply_error(self, code: str, message: str, request_id: Any = None) -> None:
+        payload: dict[str, Any] = {"op": "error", "error": {"code": code, "message": message}}
+        if request_id is not None:
+            payload["request_id"] = request_id
+        await self.send_json(payload)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if (size := frame_too_large(text_data, bytes_data)) is not None:
+            await self.reply_error(
+                "invalid_request",
+                f"frame of {size:,} bytes is over the limit of {settings.EXAI_MAX_FRAME_BYTES:,}",
+            )
+            return
+        if text_data is None:
+            await self.reply_error("invalid_request", "binary frames are not supported; send JSON text frames")
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError as exc:
+            await self.reply_error("invalid_request", f"malformed JSON: {exc}")
+            return
+        if not isinstance(message, dict):
+            await self.reply_error("invalid_request", "a frame must be a JSON object with an `op`")
+            return
+        op = message.get("op")
+        handler = self.handlers.get(op) if isinstance(op, str) else None
+        request_id = message.get("request_id")
+        if handler is None:
+            await self.reply_error(
+                "invalid_request",
+                f"unknown op {op!r}; expected one of {', '.join(self.handlers)}",
+                request_id,
+            )
+            return
+        if op != "hello" and not await self._authorized(op, request_id):
+            return
+        await handler(self, message)
+
+    async def _authorized(self, op: str, request_id: Any) -> bool:
+        if self.auth.user is not None and (self.auth.expires_at or 0) > time.time():
+            return True
+        reason = self.auth.error or "unauthorized: send `hello` with an access token first"
+        if self.auth.user is not None:
+            reason = "unauthorized: the access token has expired; reconnect with a fresh one"
+        if op == "call_tool" and isinstance(request_id, str):
+            await self.send_json(
+                {"op": "call_tool_res", "request_id": request_id, **error_outcome("unauthorized", reason)}
+            )
+        else:
+            await self.reply_error("unauthorized", reason, request_id)
+        if self.auth.user is not None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
+        return False
+
+    async def op_hello(self, message: dict[str, Any]) -> None:
+        token = message.get("token")
+        auth = await database_sync_to_async(authenticate_token)(token if isinstance(token, str) else None)
+        if auth.user is None:
+            await self.send_json(
+                {"op": "hello_ack", "ok": False, "error": {"code": "unauthorized", "message": auth.error}}
+            )
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.auth = auth
+        session_id = message.get("session_id")
+        if isinstance(session_id, str) and 0 < len(session_id) <= 128:
+            self.session_id = session_id
+        await self.send_json({"op": "hello_ack", "ok": True, "session_id": self.session_id})
+
+    async def op_list_tools(self, message: dict[str, Any]) -> None:
+        await self.send_json({"op": "list_tools_res", "tools": tool_descriptors()})
+
+    async def op_ping(self, message: dict[str, Any]) -> None:
+        await self.send_json({"op": "pong"})
+
+    async def op_health(self, message: dict[str, Any]) -> None:
+        await self.send_json({"op": "health_res", **health_snapshot()})
+
+    async def op_cancel(self, message: dict[str, Any]) -> None:
+        request_id = message.get("request_id")
+        task = self.calls.get(request_id) if isinstance(request_id, str) else None
+        if task is None:
+            await self.reply_error("invalid_request", f"no call in flight with request_id {request_id!r}", request_id)
+            return
+        task.cancel()
+
+    async def op_call_tool(self, message: dict[str, Any]) -> None:
+        request_id = message.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            await self.reply_error("invalid_request", "call_tool needs a non-empty string `request_id`")
+            return
+        if request_id in self.calls:
+            await self.reply_error("invalid_request", f"request_id {request_id!r} is already in flight", request_id)
+            return
+        self.calls[request_id] = asyncio.ensure_future(self._run_call(request_id, message))
+
+    async def _run_call(self, request_id: str, message: dict[str, Any]) -> None:
+        deadline_s = settings.EXAI_TOOL_TIMEOUT_S + REPLY_GRACE_S
+        key = idempotency_key(self.auth.user.pk, self.session_id, request_id)  # type: ignore[union-attr]
+        store = idempotency_store()
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            await self.send_json(
+                {"op": "call_tool_ack", "request_id": request_id, "accepted": True, "timeout_s": deadline_s}
+            )
+            outcome = await store.get(key)
+            if outcome is None:
+                heartbeat = asyncio.ensure_future(self._heartbeat(request_id))
+                outcome = await self._execute(request_id, message, deadline_s)
+                if outcome.get("error", {}).get("code") not in ("internal", "overloaded", "shutting_down"):
+                    await store.set(key, dict(outcome))
+            await self.send_json({"op": "call_tool_res", "request_id": request_id, **outcome})
+        except asyncio.CancelledError:
+            if not self.closing:
+                await self.send_json(
+                    {
+                        "op": "call_tool_res",
+                        "request_id": request_id,
+                        **error_outcome("cancelled", "call cancelled"),
+                    }
+                )
+        except Exception:
+            logger.exception("call %s failed outside its tool", request_id)
+            await self.send_json(
+                {
+                    "op": "call_tool_res",
+                    "request_id": request_id,
+                    **error_outcome("internal", "internal error; it has been logged"),
+                }
+            )
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            self.calls.pop(request_id, None)
+
+    async def _execute(self, request_id: str, message: dict[str, Any], deadline_s: float) -> dict[str, Any]:
+        name = message.get("name")
+        if not isinstance(name, str) or not name:
+            return dict(error_outcome("invalid_request", "call_tool needs a string `name`"))
+        arguments = message.get("arguments", {})
+
+        async def on_progress(text: str) -> None:
+            await self.send_json({"op": "progress", "request_id": request_id, "message": text})
+
+        async def on_stream(delta: str) -> None:
+            await self.send_json({"op": "stream", "request_id": request_id, "delta": delta})
+
+        try:
+            async with asyncio.timeout(deadline_s):
+                return dict(
+                    await tool_call(
+                        user=self.auth.user,  # type: ignore[arg-type]
+                        name=name,
+                        arguments={} if arguments is None else arguments,
+                        request_id=request_id,
+                        on_progress=on_progress,
+                        on_stream=on_stream,
+                    )
+                )
+        except TimeoutError:
+            return dict(error_outcome("timeout", f"no reply within the server's deadline of {deadline_s:g}s"))
+
+    async def _heartbeat(self, request_id: str) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.EXAI_HEARTBEAT_S)
+            elapsed = time.monotonic() - started
+            await self.send_json({"op": "progress", "request_id": request_id, "message": f"working ({elapsed:.0f}s)"})
+
+    handlers = {
+        "hello": op_hello,
+        "list_tools": op_list_tools,
+        "call_tool": op_call_tool,
+        "cancel": op_cancel,
+        "ping": op_ping,
+        "health": op_health,
+    }
+
+
+class McpConsumer(AsyncWebsocketConsumer):
+    """MCP over a WebSocket (subprotocol `mcp`): each frame one JSON-RPC message."""
+
+    async def connect(self) -> None:
+        auth: Authentication = self.scope.get("auth") or Authentication(None)
+        backend = LocalToolBackend(auth.user) if auth.user is not None else None
+        reason = auth.error or "unauthorized: connect with an `Authorization: Bearer` header or `?token=`"
+        self.server = McpServer(backend, unauthorized_reason=reason)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+        subprotocols = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol="mcp" if "mcp" in subprotocols else None)
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        self.server.cancel_all()
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def send_message(self, message: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(text_data=json.dumps(message))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if (size := frame_too_large(text_data, bytes_data)) is not None:
+            await self.send_message(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": f"frame of {size:,} bytes is too large"},
+                }
+            )
+            return
+        message, error = parse_frame(text_data if text_data is not None else bytes_data or b"")
+        if error is not None:
+            await self.send_message(error)
+            return
+        # Each request runs as its own task so a long tools/call never blocks ping or cancel.
+        task = asyncio.ensure_future(self._answer(message))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, message: Any) -> None:
+        response = await self.server.handle(message, self.send_message)
+        if response is not None:
+            await self.send_message(response)

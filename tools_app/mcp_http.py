@@ -1,0 +1,162 @@
+"""MCP streamable HTTP on POST /mcp.
+
+Requests carry a bearer token. The handshake revisions get an `Mcp-Session-Id`
+from `initialize` (kept in the cache, so any server process can serve the next
+request); 2026-07-28 requests are stateless. A `tools/call` from a client that
+accepts `text/event-stream` is answered as an SSE stream carrying progress
+notifications and keepalive comments, then the result; closing that stream
+cancels the call and frees everything it held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from exai_site.auth import authenticate_token, token_from_headers
+from tools_app.mcp_protocol import (
+    INVALID_REQUEST,
+    UNAUTHORIZED,
+    McpServer,
+    error_response,
+    parse_frame,
+)
+from tools_app.services import LocalToolBackend
+
+SESSION_HEADER = "Mcp-Session-Id"
+SESSION_TTL_S = 24 * 3600
+# Cancellation by `notifications/cancelled` arrives on another POST of the same session.
+_in_flight: dict[str, dict[Any, asyncio.Task[Any]]] = {}
+
+
+def _session_key(session_id: str) -> str:
+    return f"exai:mcp:session:{session_id}"
+
+
+def _rpc_error(status: int, code: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse(error_response(None, code, message), status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
+
+
+@csrf_exempt
+async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("POST", "DELETE"):
+        response = _rpc_error(405, INVALID_REQUEST, "use POST for MCP requests (this server offers no GET stream)")
+        response["Allow"] = "POST, DELETE"
+        return response
+    raw_token = token_from_headers(
+        [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
+        request.META.get("QUERY_STRING", "").encode(),
+    )
+    auth = await database_sync_to_async(authenticate_token)(raw_token)
+    if auth.user is None:
+        return _rpc_error(401, UNAUTHORIZED, auth.error or "unauthorized", WWW_Authenticate="Bearer")
+    if request.method == "DELETE":
+        return await _terminate(request, auth.user.pk)
+    if len(request.body) > settings.EXAI_MAX_FRAME_BYTES:
+        return _rpc_error(413, INVALID_REQUEST, f"request body over {settings.EXAI_MAX_FRAME_BYTES:,} bytes")
+    message, error = parse_frame(request.body)
+    if error is not None:
+        return JsonResponse(error, status=400)
+
+    session_id = request.headers.get(SESSION_HEADER)
+    version: str | None = None
+    if session_id:
+        session = await cache.aget(_session_key(session_id))
+        if session is None or session.get("user") != auth.user.pk:
+            return _rpc_error(404, INVALID_REQUEST, "unknown or expired MCP session; initialize again")
+        version = session.get("version")
+    server = McpServer(LocalToolBackend(auth.user), protocol_version=version)
+    if session_id:
+        server.in_flight = _in_flight.setdefault(session_id, {})
+
+    is_request = isinstance(message, dict) and "id" in message
+    if not is_request:
+        response = await server.handle(message, _discard)
+        return JsonResponse(response, status=400) if response is not None else HttpResponse(status=202)
+
+    if message.get("method") == "initialize":
+        session_id = uuid.uuid4().hex
+    headers = {SESSION_HEADER: session_id} if session_id else {}
+    wants_stream = "text/event-stream" in request.headers.get("Accept", "") and message.get("method") == "tools/call"
+    if wants_stream:
+        return StreamingHttpResponse(
+            _stream(server, message, session_id),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
+        )
+    try:
+        response = await server.handle(message, _discard)
+    finally:
+        _forget_if_idle(session_id)
+    if message.get("method") == "initialize" and response is not None and "result" in response:
+        await cache.aset(
+            _session_key(session_id),  # type: ignore[arg-type]
+            {"user": auth.user.pk, "version": server.protocol_version},
+            SESSION_TTL_S,
+        )
+    if response is None:
+        return HttpResponse(status=202, headers=headers)
+    return JsonResponse(response, headers=headers)
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    """Notifications have nowhere to go on a plain JSON response."""
+
+
+def _forget_if_idle(session_id: str | None) -> None:
+    if session_id and not _in_flight.get(session_id):
+        _in_flight.pop(session_id, None)
+
+
+async def _stream(server: McpServer, message: dict[str, Any], session_id: str | None) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    call = asyncio.ensure_future(server.handle(message, queue.put))
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait(
+                {getter, call}, timeout=settings.EXAI_HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter in done:
+                yield _sse(getter.result())
+                continue
+            getter.cancel()
+            if call in done:
+                while not queue.empty():
+                    yield _sse(queue.get_nowait())
+                response = call.result()
+                if response is not None:
+                    yield _sse(response)
+                return
+            yield b": keepalive\n\n"
+    finally:
+        # Django cancels this generator when the client goes away: stop the call with it.
+        call.cancel()
+        _forget_if_idle(session_id)
+
+
+async def _terminate(request: HttpRequest, user_id: Any) -> HttpResponse:
+    session_id = request.headers.get(SESSION_HEADER)
+    session = await cache.aget(_session_key(session_id)) if session_id else None
+    if session is None or session.get("user") != user_id:
+        return _rpc_error(404, INVALID_REQUEST, "unknown MCP session")
+    await cache.adelete(_session_key(session_id))
+    for task in _in_flight.pop(session_id, {}).values():  # type: ignore[arg-type]
+        task.cancel()
+    return HttpResponse(status=204)

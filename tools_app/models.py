@@ -1,0 +1,67 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def live(self) -> "ConversationQuerySet":
+        return self.filter(expires_at__gt=timezone.now())
+
+
+class Conversation(models.Model):
+    """A thread of turns that a `continuation_id` continues, owned by one user."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    tool = models.CharField(max_length=64, help_text="The tool that started the thread.")
+    turn_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField()
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The `conversations` listing and cleanup read a user's threads newest first.
+            models.Index(fields=["owner", "-updated"], name="conversation_owner_updated"),
+            # Expired threads are found and purged by age.
+            models.Index(fields=["expires_at"], name="conversation_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} thread {self.id} ({self.turn_count} turns)"
+
+    @staticmethod
+    def fresh_expiry() -> "timezone.datetime":
+        return timezone.now() + timedelta(hours=settings.EXAI_CONVERSATION_TTL_HOURS)
+
+    @property
+    def remaining_turns(self) -> int:
+        return max(0, settings.EXAI_MAX_CONVERSATION_TURNS - self.turn_count)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField()
+    tool = models.CharField(max_length=64)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True, help_text="Latency metrics and call details.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.role} message in {self.conversation_id}"

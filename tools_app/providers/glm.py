@@ -1,0 +1,185 @@
+"""Z.ai GLM through the zhipuai SDK.
+
+The SDK is synchronous, so a call streams in a worker thread of its own pool and
+hands deltas to the event loop. Cancelling the call closes the HTTP response under
+the thread, which aborts the provider request instead of letting it run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from typing import Any
+
+import zhipuai
+from django.conf import settings
+from zhipuai.core._errors import (
+    APIConnectionError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    ZhipuAIError,
+)
+
+from tools_app.providers.base import (
+    ChatMessage,
+    ChatResult,
+    DeltaCallback,
+    ModelSpec,
+    Provider,
+    ProviderError,
+)
+from tools_app.providers.openai_compatible import provider_error_from_status
+
+_MODELS = [
+    ModelSpec("glm-4.6", "glm", 200_000, 128_000, web_search=True, thinking=True, description="GLM 4.6 flagship"),
+    ModelSpec("glm-4.5", "glm", 131_072, 98_304, web_search=True, thinking=True, description="GLM 4.5"),
+    ModelSpec("glm-4.5-air", "glm", 131_072, 98_304, web_search=True, description="GLM 4.5 Air, cheaper"),
+    ModelSpec("glm-4.5-flash", "glm", 131_072, 98_304, description="GLM 4.5 Flash, fastest"),
+    ModelSpec("glm-4.5v", "glm", 65_536, 16_384, vision=True, description="GLM 4.5 with image input"),
+]
+
+_DONE = object()
+
+
+class GlmProvider(Provider):
+    name = "glm"
+    label = "Z.ai GLM"
+    enable_hint = "GLM_API_KEY (and GLM_BASE_URL for a non-default endpoint)"
+
+    @property
+    def configured(self) -> bool:
+        return bool(settings.GLM_API_KEY)
+
+    @property
+    def timeout_s(self) -> float:
+        return settings.EXAI_GLM_TIMEOUT_S
+
+    def models(self) -> list[ModelSpec]:
+        return _MODELS
+
+    @cached_property
+    def client(self) -> zhipuai.ZhipuAI:
+        return zhipuai.ZhipuAI(
+            api_key=settings.GLM_API_KEY,
+            base_url=settings.GLM_BASE_URL,
+            timeout=self.timeout_s,
+            max_retries=settings.EXAI_PROVIDER_MAX_RETRIES,
+        )
+
+    @cached_property
+    def executor(self) -> ThreadPoolExecutor:
+        # Sized above the provider's slot limit so a throttled call never waits for a thread.
+        workers = max(8, settings.EXAI_GLM_MAX_CONCURRENCY * 2)
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="glm")
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: list[ChatMessage],
+        temperature: float | None,
+        max_tokens: int | None,
+        on_delta: DeltaCallback | None,
+    ) -> ChatResult:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        state: dict[str, Any] = {}
+        result = ChatResult(text="", model=model)
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                stream = self.client.chat.completions.create(**kwargs)
+                state["stream"] = stream
+                if stop.is_set():
+                    _abort(stream.response)
+                    return
+                for chunk in stream:
+                    if stop.is_set():
+                        break
+                    put(("chunk", chunk))
+                put(_DONE)
+            except BaseException as exc:  # handed to the loop, which raises it
+                put(("error", exc))
+
+        started = time.perf_counter()
+        parts: list[str] = []
+        future = loop.run_in_executor(self.executor, work)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while (item := await queue.get()) is not _DONE:
+                    kind, payload = item
+                    if kind == "error":
+                        raise _translate(self.label, self.timeout_s, payload)
+                    self._absorb(payload, result)
+                    delta = payload.choices[0].delta.content if payload.choices else None
+                    if delta:
+                        if result.ttft_ms is None:
+                            result.ttft_ms = (time.perf_counter() - started) * 1000
+                        parts.append(delta)
+                        if on_delta is not None:
+                            await on_delta(delta)
+        except TimeoutError:
+            raise ProviderError(
+                f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True
+            ) from None
+        finally:
+            if not future.done():
+                stop.set()
+                stream = state.get("stream")
+                if stream is not None:
+                    _abort(stream.response)
+        result.text = "".join(parts)
+        return result
+
+    @staticmethod
+    def _absorb(chunk: Any, result: ChatResult) -> None:
+        usage = getattr(chunk, "usage", None)
+        if usage:
+            result.tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+            result.tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            result.finish_reason = chunk.choices[0].finish_reason
+
+
+def _abort(response: Any) -> None:
+    """Shut the response's socket so the worker thread's blocked read fails at once.
+
+    Closing the httpx response from another thread does not interrupt a blocking
+    recv(); shutting down the socket does, and the provider sees the disconnect.
+    """
+    network_stream = response.extensions.get("network_stream")
+    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+def _translate(label: str, timeout_s: float, exc: BaseException) -> BaseException:
+    if isinstance(exc, APITimeoutError):
+        return ProviderError(f"{label} did not answer within {timeout_s:g}s.", code="timeout", retryable=True)
+    if isinstance(exc, APIStatusError):
+        return provider_error_from_status(label, exc.status_code, str(exc), exc.response.headers)
+    if isinstance(exc, APIConnectionError):
+        return ProviderError(f"cannot reach {label} at {settings.GLM_BASE_URL}: {exc}", retryable=True)
+    if isinstance(exc, APIResponseError):
+        return ProviderError(f"{label} returned an unusable response: {exc}", retryable=True)
+    if isinstance(exc, ZhipuAIError):
+        return ProviderError(f"{label} failed: {exc}")
+    return exc

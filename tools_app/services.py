@@ -1,0 +1,155 @@
+"""The one tool-call path that the EXAI WebSocket, MCP (all transports) and REST share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import cache
+from typing import Any, NotRequired, TypedDict
+
+import jsonschema
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+
+from tools_app.providers import ProviderError
+from tools_app.throttle import Overloaded
+from tools_app.tools import REGISTRY
+from tools_app.tools.base import CallContext, TextCallback, ToolError
+
+logger = logging.getLogger(__name__)
+
+
+class LatencyMetrics(TypedDict):
+    total_latency_ms: float
+    global_sem_wait_ms: float
+    provider_sem_wait_ms: float
+    processing_ms: float
+
+
+class TextOutput(TypedDict):
+    type: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class CallOutcome(TypedDict):
+    """The payload of `call_tool_res`: either outputs and text, or an error."""
+
+    outputs: NotRequired[list[TextOutput]]
+    text: NotRequired[str]
+    error: NotRequired[ErrorBody]
+
+
+def tool_descriptors() -> list[dict[str, Any]]:
+    return [tool.descriptor() for tool in REGISTRY.values()]
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(REGISTRY[name].input_schema)
+
+
+def validate_arguments(name: str, arguments: Any) -> dict[str, Any]:
+    """Check arguments against the tool's JSON Schema; raise ToolError naming the first problem."""
+    if not isinstance(arguments, dict):
+        raise ToolError("invalid_arguments", f"arguments must be a JSON object, not {type(arguments).__name__}.")
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(arguments))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path)
+        raise ToolError("invalid_arguments", f"{name}: {where + ': ' if where else ''}{error.message}")
+    return arguments
+
+
+def error_outcome(code: str, message: str) -> CallOutcome:
+    return {"error": {"code": code, "message": message}}
+
+
+async def tool_call(
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    arguments: Any,
+    request_id: str,
+    on_progress: TextCallback | None = None,
+    on_stream: TextCallback | None = None,
+) -> CallOutcome:
+    """Run one tool call to completion and return its outcome; never raise except on cancellation."""
+    started = time.perf_counter()
+    ctx = CallContext(user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream)
+    try:
+        tool = REGISTRY.get(name) if isinstance(name, str) else None
+        if tool is None:
+            raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(REGISTRY)}.")
+        validate_arguments(tool.name, arguments)
+        # The tool's deadline sits above every provider timeout (system check exai.E004),
+        # so a slow provider fails as its own `timeout` first.
+        async with asyncio.timeout(settings.EXAI_TOOL_TIMEOUT_S):
+            result = await tool.run(ctx, arguments)
+    except ToolError as exc:
+        return error_outcome(exc.code, exc.message)
+    except ProviderError as exc:
+        return error_outcome(exc.code, exc.message)
+    except Overloaded:
+        return error_outcome(
+            "overloaded",
+            f"no provider slot became free within {settings.EXAI_QUEUE_TIMEOUT_S:g}s; retry later.",
+        )
+    except TimeoutError:
+        return error_outcome("timeout", f"{name} exceeded its deadline of {settings.EXAI_TOOL_TIMEOUT_S:g}s.")
+    except Exception:
+        logger.exception("tool %s failed (request %s)", name, request_id)
+        return error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
+
+    metrics: LatencyMetrics = {
+        "total_latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        "global_sem_wait_ms": round(ctx.global_sem_wait_ms, 3),
+        "provider_sem_wait_ms": round(ctx.provider_sem_wait_ms, 3),
+        "processing_ms": round(ctx.processing_ms, 3),
+    }
+    metadata = {
+        "provider": None,
+        "model": None,
+        "continuation_id": None,
+        "cache_hit": False,
+        **result.metadata,
+        "latency_metrics": metrics,
+    }
+    return {"outputs": [{"type": "text", "text": result.text, "metadata": metadata}], "text": result.text}
+
+
+def health_snapshot() -> dict[str, Any]:
+    """Providers and throttle state, for the `health` op and the health endpoints."""
+    from tools_app.throttle import get_throttle
+    from tools_app.tools.status import provider_status
+
+    return {"providers": provider_status(), "throttle": get_throttle().snapshot()}
+
+
+class LocalToolBackend:
+    """MCP's view of this server's own tools, on behalf of one authenticated user."""
+
+    def __init__(self, user: AbstractBaseUser) -> None:
+        self.user = user
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        return tool_descriptors()
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        request_id: str,
+        on_progress: TextCallback | None,
+    ) -> dict[str, Any]:
+        return dict(
+            await tool_call(
+                user=self.user, name=name, arguments=arguments, request_id=request_id, on_progress=on_progress
+            )
+        )

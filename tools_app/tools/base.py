@@ -1,0 +1,97 @@
+"""The base class of every tool, the context a call runs in, and the error tools raise."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from tools_app.providers import ChatResult, ResolvedModel
+from tools_app.providers.base import ChatMessage
+from tools_app.throttle import get_throttle
+
+TextCallback = Callable[[str], Awaitable[None]]
+
+
+class ToolError(Exception):
+    """A failure the caller can act on, with one of the contract's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ToolResult:
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallContext:
+    """What one tool call knows about its caller, and where its timings accumulate."""
+
+    user: AbstractBaseUser
+    request_id: str
+    on_progress: TextCallback | None = None
+    on_stream: TextCallback | None = None
+    global_sem_wait_ms: float = 0.0
+    provider_sem_wait_ms: float = 0.0
+    processing_ms: float = 0.0
+
+    async def progress(self, message: str) -> None:
+        if self.on_progress is not None:
+            await self.on_progress(message)
+
+    async def call_provider(
+        self,
+        resolved: ResolvedModel,
+        messages: list[ChatMessage],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResult:
+        """Run one provider call inside its throttle slots, measuring waits and provider time."""
+        provider = resolved.provider
+        async with get_throttle().slot(provider.name) as waits:
+            self.global_sem_wait_ms += waits.global_ms
+            self.provider_sem_wait_ms += waits.provider_ms
+            started = time.perf_counter()
+            try:
+                return await provider.chat(
+                    model=resolved.spec.name,
+                    messages=messages,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    on_delta=self.on_stream,
+                )
+            finally:
+                self.processing_ms += (time.perf_counter() - started) * 1000
+
+
+class Tool(abc.ABC):
+    """One tool: a name, a compact description, a JSON Schema for its arguments, and `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    input_schema: ClassVar[dict[str, Any]]
+
+    @abc.abstractmethod
+    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult: ...
+
+    def descriptor(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "inputSchema": self.input_schema}
+
+
+def object_schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required or [],
+        "additionalProperties": False,
+    }

@@ -1,0 +1,102 @@
+"""`chat`: a conversation turn with a Kimi, GLM or local model, continuing a thread if asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from tools_app.conversations import conversation_open, conversation_record_turn
+from tools_app.providers import ProviderError, UnknownModel, available_models, resolve_model
+from tools_app.providers.base import ChatMessage
+from tools_app.tools.base import CallContext, Tool, ToolError, ToolResult, object_schema
+
+SYSTEM_PROMPT = (
+    "You are a senior engineer consulted by another AI coding assistant. Answer precisely and "
+    "concisely, show code where it helps, and say plainly when you are unsure."
+)
+
+
+class ChatTool(Tool):
+    name = "chat"
+    description = (
+        "Ask a Kimi, GLM or local model for a second opinion, brainstorming or an explanation. "
+        "Pass continuation_id from an earlier reply to continue that thread."
+    )
+    input_schema = object_schema(
+        {
+            "prompt": {"type": "string", "minLength": 1, "description": "Your question or request."},
+            "model": {
+                "type": "string",
+                "description": "Model name or alias: auto, kimi, glm (see listmodels).",
+            },
+            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "system_prompt": {"type": "string", "description": "Replaces the default system prompt."},
+            "continuation_id": {"type": "string", "description": "Thread id from an earlier reply."},
+            "images": {"type": "array", "items": {"type": "string"}, "description": "Data URLs or file ids."},
+            "files": {"type": "array", "items": {"type": "string"}, "description": "Uploaded file ids."},
+        },
+        required=["prompt"],
+    )
+
+    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
+        prompt: str = arguments["prompt"]
+        if len(prompt) > settings.EXAI_MAX_PROMPT_CHARS:
+            raise ToolError(
+                "invalid_arguments",
+                f"prompt is {len(prompt):,} characters, over the limit of {settings.EXAI_MAX_PROMPT_CHARS:,}; "
+                "send the text as a file instead.",
+            )
+        for unsupported in ("images", "files"):
+            if arguments.get(unsupported):
+                raise ToolError("invalid_arguments", f"`{unsupported}` is not supported by this server yet.")
+        try:
+            resolved = resolve_model(arguments.get("model"))
+        except UnknownModel as exc:
+            names = ", ".join(spec.name for spec in available_models()) or "none configured"
+            raise ToolError(
+                "invalid_arguments", f"unknown model {exc.args[0]!r}; available: auto, kimi, glm, {names}."
+            ) from None
+        except ProviderError as exc:
+            raise ToolError(exc.code, exc.message) from None
+
+        conversation, history = await database_sync_to_async(conversation_open)(
+            user=ctx.user, continuation_id=arguments.get("continuation_id")
+        )
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": arguments.get("system_prompt") or SYSTEM_PROMPT},
+            *history,
+            {"role": "user", "content": prompt},
+        ]
+        await ctx.progress(f"asking {resolved.spec.name}")
+        reply = await ctx.call_provider(resolved, messages, temperature=arguments.get("temperature"))
+        call_metadata = {
+            "ttft_ms": reply.ttft_ms,
+            "processing_ms": round(ctx.processing_ms, 3),
+            "request_id": ctx.request_id,
+        }
+        conversation = await database_sync_to_async(conversation_record_turn)(
+            user=ctx.user,
+            conversation=conversation,
+            tool=self.name,
+            prompt=prompt,
+            reply=reply.text,
+            provider=resolved.provider.name,
+            model=reply.model,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            metadata=call_metadata,
+        )
+        return ToolResult(
+            reply.text,
+            {
+                "provider": resolved.provider.name,
+                "model": reply.model,
+                "continuation_id": str(conversation.id),
+                "remaining_turns": conversation.remaining_turns,
+                "tokens_in": reply.tokens_in,
+                "tokens_out": reply.tokens_out,
+                "finish_reason": reply.finish_reason,
+            },
+        )
