@@ -10,8 +10,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from exai_site import daphne_limits  # noqa: E402
 from exai_site.auth import JwtAuthMiddleware  # noqa: E402
 from tools_app.routing import websocket_urlpatterns as tools_websockets  # noqa: E402
+
+daphne_limits.install()
 
 application = ProtocolTypeRouter(
     {

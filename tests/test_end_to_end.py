@@ -1,0 +1,162 @@
+"""A real daphne process, driven by real clients: websockets, httpx, and the official MCP SDK."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import ROOT, ServerProcess
+from tests.helpers import wait_for
+from tools_app.client import ExaiClient
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+MCP_CLIENT_PYTHON = os.environ.get("EXAI_MCP_CLIENT_PYTHON")
+
+
+async def test_the_project_client_chats_with_streaming_over_a_real_socket(server: ServerProcess, token: str) -> None:
+    deltas: list[str] = []
+
+    async def on_stream(delta: str) -> None:
+        deltas.append(delta)
+
+    async with ExaiClient(f"{server.ws_url}/ws", token) as client:
+        assert "chat" in {tool["name"] for tool in await client.list_tools()}
+        result = await client.call_tool("chat", {"prompt": "over the wire"}, on_stream=on_stream)
+        await client.ping()
+    assert result["text"].startswith("stub reply from kimi-k2-0905-preview: over the wire")
+    await wait_for(lambda: "".join(deltas) == result["text"])
+
+
+async def test_a_socket_without_a_token_is_refused_but_stays_open(server: ServerProcess) -> None:
+    async with websockets.connect(f"{server.ws_url}/ws") as socket:
+        await socket.send(json.dumps({"op": "call_tool", "request_id": "x", "name": "version", "arguments": {}}))
+        reply = json.loads(await socket.recv())
+        assert (reply["op"], reply["error"]["code"]) == ("call_tool_res", "unauthorized")
+
+
+async def test_an_oversized_frame_over_daphne_is_refused_and_the_socket_stays_usable(
+    server: ServerProcess, token: str
+) -> None:
+    async with websockets.connect(f"{server.ws_url}/ws?token={token}", max_size=None) as socket:
+        # Daphne's own default would drop this 4 MiB frame; under the 16 MiB limit it is served.
+        await socket.send(json.dumps({"op": "ping", "pad": "y" * (4 * 1024 * 1024)}))
+        assert json.loads(await socket.recv()) == {"op": "pong"}
+        await socket.send(json.dumps({"op": "ping", "pad": "y" * (16 * 1024 * 1024 + 1)}))
+        assert json.loads(await socket.recv())["error"]["code"] == "invalid_request"
+        await socket.send("{bad json")
+        assert "malformed JSON" in json.loads(await socket.recv())["error"]["message"]
+        await socket.send(json.dumps({"op": "ping"}))
+        assert json.loads(await socket.recv()) == {"op": "pong"}
+
+
+async def test_mcp_over_a_real_websocket_with_the_mcp_subprotocol(server: ServerProcess, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with websockets.connect(f"{server.ws_url}/mcp", subprotocols=["mcp"], additional_headers=headers) as socket:
+        assert socket.subprotocol == "mcp"
+        await socket.send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "e2e", "version": "1"},
+                    },
+                }
+            )
+        )
+        assert json.loads(await socket.recv())["result"]["protocolVersion"] == "2025-11-25"
+        await socket.send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "chat", "arguments": {"prompt": "mcp ws"}},
+                }
+            )
+        )
+        reply = json.loads(await socket.recv())
+        assert reply["id"] == 2 and "mcp ws" in reply["result"]["content"][0]["text"]
+
+
+async def test_rest_over_real_http(server: ServerProcess, token: str) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        response = await client.post(
+            "/api/tools/chat/call/", json={"arguments": {"prompt": "rest e2e", "model": "glm"}}
+        )
+    assert response.status_code == 200
+    assert response.json()["outputs"][0]["metadata"]["provider"] == "glm"
+
+
+async def test_closing_an_mcp_http_stream_cancels_the_call(server: ServerProcess, token: str, stub: Any) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "chat", "arguments": {"prompt": "[[stub:delay=5]]"}},
+    }
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    async with (
+        httpx.AsyncClient(base_url=server.http_url, headers=headers) as client,
+        client.stream("POST", "/mcp", json=call) as response,
+    ):
+        assert response.headers["content-type"] == "text/event-stream"
+        await wait_for(lambda: stub.in_flight == 1, timeout=5)
+    await wait_for(lambda: stub.aborted == 1, timeout=5)
+
+
+def run_sdk_client(*args: str) -> dict[str, Any]:
+    if not MCP_CLIENT_PYTHON:
+        pytest.skip("EXAI_MCP_CLIENT_PYTHON is not set (make test sets it to the mcp 2.x client venv)")
+    assert Path(MCP_CLIENT_PYTHON).exists(), f"EXAI_MCP_CLIENT_PYTHON={MCP_CLIENT_PYTHON} does not exist"
+    completed = subprocess.run(
+        [MCP_CLIENT_PYTHON, str(ROOT / "tests" / "mcp_sdk_client.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def assert_full_session(report: dict[str, Any], version: str) -> None:
+    assert report["protocol_version"] == version
+    assert {"chat", "listmodels", "status", "version"} <= set(report["tools"])
+    chat = report["chat"]
+    assert chat["is_error"] is False
+    assert chat["text"].startswith("stub reply from glm-4.6: hello from the sdk")
+    assert chat["meta"]["latency_metrics"]["processing_ms"] > 0
+    assert chat["progress"] == ["asking glm-4.6"]
+    assert report["bad_arguments"]["is_error"] is True
+    assert report["unknown_tool"] == {"raised": True, "error": "Unknown tool: no_such_tool", "code": -32602}
+
+
+@pytest.mark.parametrize(("mode", "version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
+async def test_the_official_sdk_over_streamable_http(
+    server: ServerProcess, token: str, mode: str, version: str
+) -> None:
+    report = await asyncio.to_thread(
+        run_sdk_client, "--mode", mode, "--url", f"{server.http_url}/mcp", "--token", token
+    )
+    assert_full_session(report, version)
+
+
+@pytest.mark.parametrize(("mode", "version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
+async def test_the_official_sdk_over_stdio_through_mcp_stdio(
+    server: ServerProcess, token: str, mode: str, version: str
+) -> None:
+    stdio = [sys.executable, str(ROOT / "manage.py"), f"{server.ws_url}/ws"]
+    report = await asyncio.to_thread(run_sdk_client, "--mode", mode, "--stdio", *stdio, "--token", token)
+    assert_full_session(report, version)
