@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from tools_app.models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ["role", "provider", "model", "tokens", "content", "created"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "tool", "turn_count", "updated", "expires_at"]
+    list_filter = ["tool"]
+    list_select_related = ["owner"]
+    search_fields = ["id", "owner__username"]
+    readonly_fields = ["id", "owner", "tool", "turn_count", "created", "updated"]
+    inlines = [MessageInline]
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        # Conversations hold users' code: staff who are not superusers see only their own.
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(owner=request.user)
