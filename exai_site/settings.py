@@ -63,7 +63,13 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Persistent connections: opening one per query cost more CPU than the rest of a tool call.
+# Health checks replace a connection the database dropped before it is used again.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("EXAI_DB_CONN_MAX_AGE_S", 300, minimum=0), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the server's writers and readers overlap; the timeout rides out short write locks.
     DATABASES["default"]["OPTIONS"] = {
@@ -135,6 +141,9 @@ LOGGING = {
         "openai": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # openai 3.x ships its HTTP stack under these names.
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
         "zhipuai": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
@@ -168,6 +177,8 @@ EXAI_USER_MAX_CONCURRENCY = env_int("EXAI_USER_MAX_CONCURRENCY", 8, minimum=1)
 # so the provider layer always fails first (checked by exai.E004).
 EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 180.0, minimum=1.0)
 EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
+# Streamed text is sent at most this often per call, joined, instead of one frame per token.
+EXAI_STREAM_INTERVAL_MS = env_int("EXAI_STREAM_INTERVAL_MS", 20, minimum=0)
 
 # --- Protocol limits -------------------------------------------------------
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)

@@ -17,6 +17,7 @@ from exai_site.auth import Authentication, authenticate_token
 from tools_app.idempotency import idempotency_key, idempotency_store
 from tools_app.mcp_protocol import McpServer, parse_frame
 from tools_app.services import LocalToolBackend, error_outcome, health_snapshot, tool_call, tool_descriptors
+from tools_app.streaming import DeltaCoalescer
 
 logger = logging.getLogger(__name__)
 
@@ -201,23 +202,24 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         async def on_progress(text: str) -> None:
             await self.send_json({"op": "progress", "request_id": request_id, "message": text})
 
-        async def on_stream(delta: str) -> None:
+        async def send_delta(delta: str) -> None:
             await self.send_json({"op": "stream", "request_id": request_id, "delta": delta})
 
+        stream = DeltaCoalescer(send_delta, settings.EXAI_STREAM_INTERVAL_MS / 1000)
         try:
             async with asyncio.timeout(deadline_s):
-                return dict(
-                    await tool_call(
-                        user=self.auth.user,  # type: ignore[arg-type]
-                        name=name,
-                        arguments={} if arguments is None else arguments,
-                        request_id=request_id,
-                        on_progress=on_progress,
-                        on_stream=on_stream,
-                    )
+                outcome = await tool_call(
+                    user=self.auth.user,  # type: ignore[arg-type]
+                    name=name,
+                    arguments={} if arguments is None else arguments,
+                    request_id=request_id,
+                    on_progress=on_progress,
+                    on_stream=stream.push,
                 )
         except TimeoutError:
-            return dict(error_outcome("timeout", f"no reply within the server's deadline of {deadline_s:g}s"))
+            outcome = error_outcome("timeout", f"no reply within the server's deadline of {deadline_s:g}s")
+        await stream.close()
+        return dict(outcome)
 
     async def _heartbeat(self, request_id: str) -> None:
         started = time.monotonic()

@@ -66,43 +66,36 @@ class OpenAICompatibleProvider(Provider):
         started = time.perf_counter()
         parts: list[str] = []
         result = ChatResult(text="", model=model)
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
         if temperature is not None:
-            kwargs["temperature"] = temperature
+            body["temperature"] = temperature
         if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
+            body["max_tokens"] = max_tokens
         if extra := self.extra_body(model):
-            kwargs["extra_body"] = extra
+            body.update(extra)
         try:
             # The SDK's timeout bounds each read; this bounds the whole streamed call.
             async with asyncio.timeout(self.timeout_s):
-                stream = await self.client.chat.completions.create(**kwargs)
+                # The SDK's low-level `post` keeps its retries, auth, errors and SSE decoding but
+                # skips walking the messages to transform request params and building a pydantic
+                # model per chunk, which together cost more CPU than the rest of a tool call.
+                stream = await self.client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[object],
+                )
                 async with stream:
                     async for chunk in stream:
-                        usage = getattr(chunk, "usage", None)
-                        if usage is None and chunk.choices:
-                            # Moonshot reports usage on the last choice rather than the chunk.
-                            usage = getattr(chunk.choices[0], "usage", None)
-                        if usage:
-                            result.tokens_in = _usage_field(usage, "prompt_tokens")
-                            result.tokens_out = _usage_field(usage, "completion_tokens")
-                        if not chunk.choices:
-                            continue
-                        choice = chunk.choices[0]
-                        if choice.finish_reason:
-                            result.finish_reason = choice.finish_reason
-                        delta = choice.delta.content if choice.delta else None
+                        delta = _absorb(chunk, result)
                         if delta:
                             if result.ttft_ms is None:
                                 result.ttft_ms = (time.perf_counter() - started) * 1000
                             parts.append(delta)
                             if on_delta is not None:
                                 await on_delta(delta)
-        except TimeoutError:
-            raise ProviderError(
-                f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True
-            ) from None
-        except openai.APITimeoutError:
+        except (TimeoutError, openai.APITimeoutError):
             raise ProviderError(
                 f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True
             ) from None
@@ -116,9 +109,21 @@ class OpenAICompatibleProvider(Provider):
         return result
 
 
-def _usage_field(usage: Any, name: str) -> int:
-    value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
-    return int(value or 0)
+def _absorb(chunk: Any, result: ChatResult) -> str | None:
+    """Take usage and finish reason from one streamed chunk (a plain dict); return its text."""
+    if not isinstance(chunk, dict):
+        return None
+    choices = chunk.get("choices") or []
+    choice = choices[0] if choices else {}
+    # Moonshot reports usage on the last choice rather than on the chunk.
+    usage = chunk.get("usage") or choice.get("usage")
+    if usage:
+        result.tokens_in = int(usage.get("prompt_tokens") or 0)
+        result.tokens_out = int(usage.get("completion_tokens") or 0)
+    if choice.get("finish_reason"):
+        result.finish_reason = choice["finish_reason"]
+    delta = choice.get("delta") or {}
+    return delta.get("content") or None
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -1,0 +1,146 @@
+"""What the gateway costs: `chat` through /ws against the provider stub, next to the SDK alone.
+
+Runs, in one go and on this machine:
+  * the floor: the openai SDK streaming the same completions straight from the stub;
+  * daphne (the default server) serving exai_site.asgi:application;
+  * uvicorn serving the same ASGI application.
+Each run is C concurrent WebSocket clients making N `chat` calls each. Printed per run:
+calls/s, end-to-end latency p50/p95/p99, and the server's overhead (end-to-end minus
+the provider call's own time, `processing_ms`) p50/p95/p99. Nothing is asserted.
+
+    python benchmarks/ws_overhead.py [--clients 32] [--calls 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import PYTHON, free_port, percentiles, prepared_database, start, stop
+
+
+async def drive_server(url: str, token: str, clients: int, calls: int) -> tuple[float, list[float], list[float]]:
+    from tools_app.client import ExaiClient
+
+    connections = [ExaiClient(url, token) for _ in range(clients)]
+    await asyncio.gather(*(client.connect() for client in connections))
+    for client in connections:  # warm up each connection and the server's code paths
+        await client.call_tool("chat", {"prompt": "warm up"})
+    end_to_end: list[float] = []
+    overhead: list[float] = []
+
+    async def worker(client: ExaiClient, index: int) -> None:
+        for call in range(calls):
+            started = time.perf_counter()
+            result = await client.call_tool("chat", {"prompt": f"client {index} call {call}"})
+            elapsed = (time.perf_counter() - started) * 1000
+            if "error" in result:
+                raise RuntimeError(result["error"])
+            provider_ms = result["outputs"][0]["metadata"]["latency_metrics"]["processing_ms"]
+            end_to_end.append(elapsed)
+            overhead.append(elapsed - provider_ms)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(client, i) for i, client in enumerate(connections)))
+    wall = time.perf_counter() - started
+    await asyncio.gather(*(client.close() for client in connections))
+    return clients * calls / wall, end_to_end, overhead
+
+
+async def drive_sdk(base_url: str, clients: int, calls: int) -> tuple[float, list[float]]:
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0)
+    latencies: list[float] = []
+
+    async def one(prompt: str) -> None:
+        started = time.perf_counter()
+        stream = await client.chat.completions.create(
+            model="kimi-k2-0905-preview", messages=[{"role": "user", "content": prompt}], stream=True
+        )
+        async for _ in stream:
+            pass
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    async def worker(index: int) -> None:
+        for call in range(calls):
+            await one(f"client {index} call {call}")
+
+    await one("warm up")
+    latencies.clear()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    wall = time.perf_counter() - started
+    await client.close()
+    return clients * calls / wall, latencies
+
+
+def row(name: str, rate: float, e2e: list[float], overhead: list[float] | None) -> str:
+    e = percentiles(e2e)
+    o = percentiles(overhead) if overhead else None
+    over = f"{o[0]:7.2f} {o[1]:7.2f} {o[2]:7.2f}" if o else f"{'-':>7} {'-':>7} {'-':>7}"
+    return f"{name:<28} {rate:8.1f}  {e[0]:7.2f} {e[1]:7.2f} {e[2]:7.2f}   {over}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=40, help="calls per client")
+    args = parser.parse_args()
+
+    stub_port = free_port()
+    stub = start([PYTHON, "tests/provider_stub.py", "--port", str(stub_port)], stub_port, {})
+    db_env, token = prepared_database()
+    # The benchmark measures the gateway, not queueing: give every client a slot.
+    env = {
+        **db_env,
+        "KIMI_API_KEY": "bench",
+        "KIMI_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
+        "EXAI_MAX_CONCURRENCY": str(max(64, args.clients)),
+        "EXAI_KIMI_MAX_CONCURRENCY": str(max(64, args.clients)),
+        "EXAI_USER_MAX_CONCURRENCY": str(max(64, args.clients)),
+        "EXAI_LOG_LEVEL": "WARNING",
+        # Measured as deployed: DEBUG keeps every SQL query in memory.
+        "DJANGO_DEBUG": "0",
+    }
+    rows = []
+    try:
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        rate, latencies = asyncio.run(drive_sdk(stub_url, 1, args.calls * 4))
+        rows.append(row("SDK direct, 1 client", rate, latencies, None))
+        rate, latencies = asyncio.run(drive_sdk(stub_url, args.clients, args.calls))
+        rows.append(row(f"SDK direct, {args.clients} clients", rate, latencies, None))
+        daphne = "{python} -m daphne -b 127.0.0.1 -p {port} exai_site.asgi:application"
+        uvicorn = (
+            "{python} -m uvicorn exai_site.asgi:application --host 127.0.0.1 --port {port} "
+            "--log-level warning --no-access-log"
+        )
+        for name, template in {"daphne": daphne, "uvicorn": uvicorn}.items():
+            port = free_port()
+            process = start(template.format(python=PYTHON, port=port).split(), port, env)
+            url = f"ws://127.0.0.1:{port}/ws"
+            try:
+                # One client alone shows the gateway's own cost per call; the loaded run shows
+                # throughput, where overhead also holds the wait for a busy CPU.
+                rate, e2e, overhead = asyncio.run(drive_server(url, token, 1, args.calls * 4))
+                rows.append(row(f"{name}, 1 client", rate, e2e, overhead))
+                rate, e2e, overhead = asyncio.run(drive_server(url, token, args.clients, args.calls))
+                rows.append(row(f"{name}, {args.clients} clients", rate, e2e, overhead))
+            finally:
+                stop(process)
+    finally:
+        stop(stub)
+
+    print(f"\nchat through /ws: {args.clients} clients x {args.calls} calls, provider stub with no delay\n")
+    print(f"{'run':<28} {'calls/s':>8}  {'end-to-end ms p50/p95/p99':>23}   {'server overhead ms p50/p95/p99':>29}")
+    for line in rows:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
