@@ -5,8 +5,8 @@ from tools_app.models import Conversation, Message
 
 class MessageInline(admin.TabularInline):
     model = Message
-    fields = ["role", "provider", "model", "tokens", "content", "created"]
-    readonly_fields = fields
+    fields = ("role", "provider", "model", "tokens", "content", "created")
+    readonly_fields = ("role", "provider", "model", "tokens", "content", "created")
     extra = 0
     can_delete = False
 

@@ -83,9 +83,8 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             await self.reply_error("invalid_request", "a frame must be a JSON object with an `op`")
             return
         op = message.get("op")
-        handler = self.handlers.get(op) if isinstance(op, str) else None
         request_id = message.get("request_id")
-        if handler is None:
+        if not isinstance(op, str) or op not in self.handlers:
             await self.reply_error(
                 "invalid_request",
                 f"unknown op {op!r}; expected one of {', '.join(self.handlers)}",
@@ -94,7 +93,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             return
         if op != "hello" and not await self._authorized(op, request_id):
             return
-        await handler(self, message)
+        await self.handlers[op](self, message)
 
     async def _authorized(self, op: str, request_id: Any) -> bool:
         if self.auth.user is not None and (self.auth.expires_at or 0) > time.time():

@@ -72,7 +72,10 @@ def conversation_record_turn(
     with transaction.atomic():
         if conversation is None:
             conversation = Conversation.objects.create(
-                owner=user, tool=tool, turn_count=1, expires_at=Conversation.fresh_expiry()
+                owner=user,  # type: ignore[misc]  # AUTH_USER_MODEL, whatever class it is
+                tool=tool,
+                turn_count=1,
+                expires_at=Conversation.fresh_expiry(),
             )
         else:
             Conversation.objects.filter(pk=conversation.pk).update(

@@ -54,7 +54,7 @@ def _sse(message: dict[str, Any]) -> bytes:
 
 
 @csrf_exempt
-async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
+async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method not in ("POST", "DELETE"):
         response = _rpc_error(405, INVALID_REQUEST, "use POST for MCP requests (this server offers no GET stream)")
         response["Allow"] = "POST, DELETE"
@@ -87,8 +87,8 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
 
     is_request = isinstance(message, dict) and "id" in message
     if not is_request:
-        response = await server.handle(message, _discard)
-        return JsonResponse(response, status=400) if response is not None else HttpResponse(status=202)
+        reply = await server.handle(message, _discard)
+        return JsonResponse(reply, status=400) if reply is not None else HttpResponse(status=202)
 
     if message.get("method") == "initialize":
         session_id = uuid.uuid4().hex
@@ -101,18 +101,18 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
     try:
-        response = await server.handle(message, _discard)
+        reply = await server.handle(message, _discard)
     finally:
         _forget_if_idle(session_id)
-    if message.get("method") == "initialize" and response is not None and "result" in response:
+    if message.get("method") == "initialize" and reply is not None and "result" in reply:
         await cache.aset(
-            _session_key(session_id),  # type: ignore[arg-type]
+            _session_key(session_id),  # type: ignore[arg-type]  # set above for initialize
             {"user": auth.user.pk, "version": server.protocol_version},
             SESSION_TTL_S,
         )
-    if response is None:
+    if reply is None:
         return HttpResponse(status=202, headers=headers)
-    return JsonResponse(response, headers=headers)
+    return JsonResponse(reply, headers=headers)
 
 
 async def _discard(message: dict[str, Any]) -> None:
@@ -152,11 +152,11 @@ async def _stream(server: McpServer, message: dict[str, Any], session_id: str | 
 
 
 async def _terminate(request: HttpRequest, user_id: Any) -> HttpResponse:
-    session_id = request.headers.get(SESSION_HEADER)
+    session_id = request.headers.get(SESSION_HEADER) or ""
     session = await cache.aget(_session_key(session_id)) if session_id else None
     if session is None or session.get("user") != user_id:
         return _rpc_error(404, INVALID_REQUEST, "unknown MCP session")
     await cache.adelete(_session_key(session_id))
-    for task in _in_flight.pop(session_id, {}).values():  # type: ignore[arg-type]
+    for task in _in_flight.pop(session_id, {}).values():
         task.cancel()
     return HttpResponse(status=204)

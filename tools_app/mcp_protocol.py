@@ -137,7 +137,8 @@ class McpServer:
             task.cancel()
 
     async def _dispatch(self, request_id: Any, method: str, params: dict[str, Any], notify: Notify) -> Any:
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        raw_meta = params.get("_meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         modern = meta.get(VERSION_META_KEY)
         if modern is not None and modern not in MODERN_VERSIONS:
             raise RpcError(

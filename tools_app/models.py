@@ -1,5 +1,5 @@
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -36,7 +36,7 @@ class Conversation(models.Model):
         return f"{self.tool} thread {self.id} ({self.turn_count} turns)"
 
     @staticmethod
-    def fresh_expiry() -> "timezone.datetime":
+    def fresh_expiry() -> datetime:
         return timezone.now() + timedelta(hours=settings.EXAI_CONVERSATION_TTL_HOURS)
 
     @property
