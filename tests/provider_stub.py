@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -110,7 +111,8 @@ class ProviderStub:
         if _CHAT.match(path) and method == "POST":
             await self._chat(path, json.loads(body), receive, send)
         elif match := _FILES.match(path):
-            await self._files(method, match["id"], bool(match["content"]), headers, body, send)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+            await self._files(method, match["id"], bool(match["content"]), headers, body, query, send)
         else:
             await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
 
@@ -212,6 +214,7 @@ class ProviderStub:
         content: bool,
         headers: dict[str, str],
         body: bytes,
+        query: dict[str, str],
         send: Send,
     ) -> None:
         if file_id is None and method == "POST":
@@ -231,7 +234,13 @@ class ProviderStub:
             self.requests.append({"kind": "file_upload", "id": new_id, "bytes": len(data)})
             await _json(send, 200, record)
         elif file_id is None and method == "GET":
-            await _json(send, 200, {"object": "list", "data": [_public(f) for f in self.files.values()]})
+            # Cursor pagination as the real APIs do it: `after` an id, at most `limit`, `has_more`.
+            records = [_public(f) for f in self.files.values()]
+            if after := query.get("after"):
+                ids = [r["id"] for r in records]
+                records = records[ids.index(after) + 1 :] if after in ids else []
+            limit = int(query.get("limit", 100))
+            await _json(send, 200, {"object": "list", "data": records[:limit], "has_more": len(records) > limit})
         elif file_id not in self.files:
             await _json(send, 404, {"error": {"message": f"file {file_id} not found", "type": "not_found"}})
         elif method == "DELETE":

@@ -298,3 +298,19 @@ async def test_a_communicator_path_other_than_ws_or_mcp_is_not_routed(token: str
     comm = communicator("/nowhere", token=token)
     with pytest.raises(ValueError, match="No route found"):
         await comm.connect()
+
+
+async def test_a_call_that_cannot_get_a_slot_in_time_is_overloaded(token: str, settings: Any, stub: Any) -> None:
+    settings.EXAI_KIMI_MAX_CONCURRENCY = 1
+    settings.EXAI_QUEUE_TIMEOUT_S = 0.2
+    comm = await connected(token)
+    await comm.send_json_to(
+        {"op": "call_tool", "request_id": "holder", "name": "chat", "arguments": {"prompt": "[[stub:delay=1]]"}}
+    )
+    await wait_for(lambda: stub.in_flight == 1)
+    result = (await call(comm, "chat", {"prompt": "me too"}, request_id="waiter"))[-1]
+    assert result["error"]["code"] == "overloaded" and "0.2s" in result["error"]["message"]
+    holder = [f for f in await frames_until(comm, "call_tool_res") if f["op"] == "call_tool_res"][-1]
+    assert holder["request_id"] == "holder" and "outputs" in holder
+    assert len(stub.chat_requests()) == 1
+    await comm.disconnect()
