@@ -137,6 +137,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("EXAI_LOG_LEVEL", "INFO").upper()},
     "loggers": {
+        # One handler for Django's messages too (its default adds a second in DEBUG).
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # The SDKs log request bodies (prompts, file contents) at DEBUG: keep them quiet.
         "openai": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
