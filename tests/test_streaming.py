@@ -2,45 +2,45 @@
 
 import asyncio
 
+import pytest
+
 from tools_app.streaming import DeltaCoalescer
 
 
-async def test_deltas_arriving_together_go_out_as_one_chunk() -> None:
-    sent: list[str] = []
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
 
-    async def send(text: str) -> None:
-        sent.append(text)
+    async def __call__(self, text: str) -> None:
+        self.sent.append(text)
 
+
+@pytest.fixture
+def send() -> Recorder:
+    return Recorder()
+
+
+async def test_deltas_arriving_together_go_out_as_one_chunk(send: Recorder) -> None:
     stream = DeltaCoalescer(send, interval_s=0.05)
     for word in ["a", " b", " c"]:
         await stream.push(word)
     await asyncio.sleep(0.08)
-    assert sent == ["a b c"]
+    assert send.sent == ["a b c"]
 
 
-async def test_close_sends_what_is_left_at_once() -> None:
-    sent: list[str] = []
-
-    async def send(text: str) -> None:
-        sent.append(text)
-
+async def test_close_sends_what_is_left_at_once(send: Recorder) -> None:
     stream = DeltaCoalescer(send, interval_s=10)
     await stream.push("tail")
     await stream.close()
-    assert sent == ["tail"]
+    assert send.sent == ["tail"]
     await stream.close()
-    assert sent == ["tail"]
+    assert send.sent == ["tail"]
 
 
-async def test_a_slow_stream_is_forwarded_in_several_chunks_in_order() -> None:
-    sent: list[str] = []
-
-    async def send(text: str) -> None:
-        sent.append(text)
-
+async def test_a_slow_stream_is_forwarded_in_several_chunks_in_order(send: Recorder) -> None:
     stream = DeltaCoalescer(send, interval_s=0.01)
     for part in ["one ", "two ", "three"]:
         await stream.push(part)
         await asyncio.sleep(0.03)
     await stream.close()
-    assert sent == ["one ", "two ", "three"]
+    assert send.sent == ["one ", "two ", "three"]

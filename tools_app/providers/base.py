@@ -108,6 +108,21 @@ class Provider(abc.ABC):
     ) -> ChatResult:
         """Run one chat completion, streaming deltas to `on_delta`; raise ProviderError on failure."""
 
+    def timed_out(self) -> ProviderError:
+        return ProviderError(f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True)
+
+    @staticmethod
+    def request_body(
+        model: str, messages: list[ChatMessage], temperature: float | None, max_tokens: int | None
+    ) -> dict[str, Any]:
+        """The chat-completions body both APIs take, always streamed."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        return body
+
     def unavailable(self) -> ProviderError:
         return ProviderError(
             f"{self.label} is not configured on this server: set {self.enable_hint}.",

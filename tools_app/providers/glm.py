@@ -92,11 +92,7 @@ class GlmProvider(Provider):
         stop = threading.Event()
         state: dict[str, Any] = {}
         result = ChatResult(text="", model=model)
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
+        kwargs = self.request_body(model, messages, temperature, max_tokens)
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -124,7 +120,7 @@ class GlmProvider(Provider):
                 while (item := await queue.get()) is not _DONE:
                     kind, payload = item
                     if kind == "error":
-                        raise _translate(self.label, self.timeout_s, payload)
+                        raise self._translate(payload)
                     self._absorb(payload, result)
                     delta = payload.choices[0].delta.content if payload.choices else None
                     if delta:
@@ -134,9 +130,7 @@ class GlmProvider(Provider):
                         if on_delta is not None:
                             await on_delta(delta)
         except TimeoutError:
-            raise ProviderError(
-                f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True
-            ) from None
+            raise self.timed_out() from None
         finally:
             if not future.done():
                 stop.set()
@@ -155,6 +149,19 @@ class GlmProvider(Provider):
         if chunk.choices and chunk.choices[0].finish_reason:
             result.finish_reason = chunk.choices[0].finish_reason
 
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, APITimeoutError):
+            return self.timed_out()
+        if isinstance(exc, APIStatusError):
+            return provider_error_from_status(self.label, exc.status_code, str(exc), exc.response.headers)
+        if isinstance(exc, APIConnectionError):
+            return ProviderError(f"cannot reach {self.label} at {settings.GLM_BASE_URL}: {exc}", retryable=True)
+        if isinstance(exc, APIResponseError):
+            return ProviderError(f"{self.label} returned an unusable response: {exc}", retryable=True)
+        if isinstance(exc, ZhipuAIError):
+            return ProviderError(f"{self.label} failed: {exc}")
+        return exc
+
 
 def _abort(response: Any) -> None:
     """Shut the response's socket so the worker thread's blocked read fails at once.
@@ -169,17 +176,3 @@ def _abort(response: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):
         response.close()
-
-
-def _translate(label: str, timeout_s: float, exc: BaseException) -> BaseException:
-    if isinstance(exc, APITimeoutError):
-        return ProviderError(f"{label} did not answer within {timeout_s:g}s.", code="timeout", retryable=True)
-    if isinstance(exc, APIStatusError):
-        return provider_error_from_status(label, exc.status_code, str(exc), exc.response.headers)
-    if isinstance(exc, APIConnectionError):
-        return ProviderError(f"cannot reach {label} at {settings.GLM_BASE_URL}: {exc}", retryable=True)
-    if isinstance(exc, APIResponseError):
-        return ProviderError(f"{label} returned an unusable response: {exc}", retryable=True)
-    if isinstance(exc, ZhipuAIError):
-        return ProviderError(f"{label} failed: {exc}")
-    return exc

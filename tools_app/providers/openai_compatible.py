@@ -66,11 +66,7 @@ class OpenAICompatibleProvider(Provider):
         started = time.perf_counter()
         parts: list[str] = []
         result = ChatResult(text="", model=model)
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+        body = self.request_body(model, messages, temperature, max_tokens)
         if extra := self.extra_body(model):
             body.update(extra)
         try:
@@ -96,9 +92,7 @@ class OpenAICompatibleProvider(Provider):
                             if on_delta is not None:
                                 await on_delta(delta)
         except (TimeoutError, openai.APITimeoutError):
-            raise ProviderError(
-                f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True
-            ) from None
+            raise self.timed_out() from None
         except openai.APIStatusError as exc:
             raise provider_error_from_status(self.label, exc.status_code, _detail(exc), exc.response.headers) from None
         except openai.APIConnectionError as exc:
