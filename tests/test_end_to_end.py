@@ -160,3 +160,25 @@ async def test_the_official_sdk_over_stdio_through_mcp_stdio(
     stdio = [sys.executable, str(ROOT / "manage.py"), f"{server.ws_url}/ws"]
     report = await asyncio.to_thread(run_sdk_client, "--mode", mode, "--stdio", *stdio, "--token", token)
     assert_full_session(report, version)
+
+
+async def test_closing_the_stdio_bridges_input_cancels_its_calls_on_the_server(
+    server: ServerProcess, token: str, stub: Any
+) -> None:
+    from tools_app.management.commands.mcp_stdio import serve_stdio
+
+    reader = asyncio.StreamReader()
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "chat", "arguments": {"prompt": "[[stub:delay=5]]"}},
+    }
+    reader.feed_data(json.dumps(call).encode() + b"\n")
+    written: list[bytes] = []
+    bridge = asyncio.ensure_future(serve_stdio(f"{server.ws_url}/ws", token, reader, written.append))
+    await wait_for(lambda: stub.in_flight == 1, timeout=5)
+    reader.feed_eof()
+    await asyncio.wait_for(bridge, timeout=5)
+    await wait_for(lambda: stub.aborted == 1, timeout=5)
+    assert written == []
