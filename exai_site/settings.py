@@ -80,6 +80,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# Every Redis key and channel of this deployment starts with it, so several can share one Redis.
+EXAI_REDIS_PREFIX = env_str("EXAI_REDIS_PREFIX", "exai")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: Any) -> None:
     # A server subprocess must see the test database, so SQLite's test DB is a file, not memory.
+    from django.conf import settings
     from django.db import connections
 
     database = connections["default"].settings_dict
     if database["ENGINE"].endswith("sqlite3"):
         database["TEST"]["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    # Worker threads of the test process would otherwise keep connections open past teardown.
+    database["CONN_MAX_AGE"] = settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +39,13 @@ def provider_stub() -> Iterator[ProviderStub]:
     stub.stop()
 
 
+# Redis keys of this test session, apart from any other run or deployment sharing the Redis.
+REDIS_PREFIX = f"exai-test-{uuid.uuid4().hex[:8]}"
+
+
 def provider_env(stub: ProviderStub) -> dict[str, str]:
     return {
+        "EXAI_REDIS_PREFIX": REDIS_PREFIX,
         "KIMI_API_KEY": "test-kimi-key",
         "KIMI_BASE_URL": f"{stub.url}/v1",
         "GLM_API_KEY": "test-glm-key",
@@ -51,6 +60,7 @@ def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
     provider_stub.reset()
     for name, value in provider_env(provider_stub).items():
         setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
+    settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
     return provider_stub
 
 

@@ -14,7 +14,15 @@ from tools_app.throttle import get_throttle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LATENCY_KEYS = {"total_latency_ms", "global_sem_wait_ms", "provider_sem_wait_ms", "processing_ms"}
+# The contract's four, and the two waits this server also measures.
+LATENCY_KEYS = {
+    "total_latency_ms",
+    "global_sem_wait_ms",
+    "provider_sem_wait_ms",
+    "processing_ms",
+    "user_sem_wait_ms",
+    "conversation_wait_ms",
+}
 
 
 async def test_hello_with_a_valid_token_is_acknowledged_with_a_session_id(token: str) -> None:
@@ -193,7 +201,7 @@ async def test_cancel_aborts_the_provider_request_and_frees_its_slots(token: str
     result = (await frames_until(comm, "call_tool_res"))[-1]
     assert result["error"]["code"] == "cancelled" and result["request_id"] == "slow"
     await wait_for(lambda: stub.aborted == 1)
-    throttle = get_throttle().snapshot()
+    throttle = await get_throttle().snapshot()
     assert throttle["global"]["in_use"] == 0 and throttle["providers"]["kimi"]["in_use"] == 0
     await comm.disconnect()
 
@@ -206,7 +214,7 @@ async def test_closing_the_socket_aborts_its_calls(token: str, stub: Any) -> Non
     await wait_for(lambda: stub.in_flight == 1)
     await comm.disconnect()
     await wait_for(lambda: stub.aborted == 1)
-    assert get_throttle().snapshot()["global"]["in_use"] == 0
+    assert (await get_throttle().snapshot())["global"]["in_use"] == 0
 
 
 async def test_heartbeats_arrive_while_a_call_runs(token: str, settings: Any) -> None:

@@ -156,7 +156,7 @@ async def test_notifications_cancelled_aborts_the_call_and_sends_no_result(token
     await comm.send_json_to({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c1"}})
     await wait_for(lambda: stub.aborted == 1)
     assert (await rpc(comm, "ping", id=3)) == {"jsonrpc": "2.0", "id": 3, "result": {}}
-    assert get_throttle().snapshot()["global"]["in_use"] == 0
+    assert (await get_throttle().snapshot())["global"]["in_use"] == 0
     await comm.disconnect()
 
 

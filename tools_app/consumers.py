@@ -133,7 +133,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         await self.send_json({"op": "pong"})
 
     async def op_health(self, message: dict[str, Any]) -> None:
-        await self.send_json({"op": "health_res", **health_snapshot()})
+        await self.send_json({"op": "health_res", **await health_snapshot()})
 
     async def op_cancel(self, message: dict[str, Any]) -> None:
         request_id = message.get("request_id")

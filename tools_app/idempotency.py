@@ -7,21 +7,21 @@ reconnects to another server process still gets its answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import weakref
 from collections import OrderedDict
 from typing import Any
 
 import xxhash
 from django.conf import settings
 
+from tools_app.redis_client import get_redis, redis_key
+
 _MAX_LOCAL_ENTRIES = 10_000
 
 
 def idempotency_key(user_id: Any, session_id: str, request_id: str) -> str:
-    return "exai:idem:" + xxhash.xxh3_128_hexdigest(f"{user_id}\x00{session_id}\x00{request_id}".encode())
+    return "idem:" + xxhash.xxh3_128_hexdigest(f"{user_id}\x00{session_id}\x00{request_id}".encode())
 
 
 class _LocalStore:
@@ -46,26 +46,12 @@ class _LocalStore:
 
 
 class _RedisStore:
-    def __init__(self, url: str) -> None:
-        self._url = url
-        # redis.asyncio connections belong to the loop that made them: one pool per loop.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-    def _client(self) -> Any:
-        import redis.asyncio as redis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = redis.from_url(self._url)
-        return client
-
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._client().get(key)
+        raw = await get_redis().get(redis_key(key))
         return json.loads(raw) if raw else None
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
-        await self._client().set(key, json.dumps(value), ex=settings.EXAI_IDEMPOTENCY_TTL_S)
+        await get_redis().set(redis_key(key), json.dumps(value), ex=settings.EXAI_IDEMPOTENCY_TTL_S)
 
 
 _store: _LocalStore | _RedisStore | None = None
@@ -74,5 +60,5 @@ _store: _LocalStore | _RedisStore | None = None
 def idempotency_store() -> _LocalStore | _RedisStore:
     global _store
     if _store is None:
-        _store = _RedisStore(settings.REDIS_URL) if settings.REDIS_URL else _LocalStore()
+        _store = _RedisStore() if settings.REDIS_URL else _LocalStore()
     return _store

@@ -25,6 +25,8 @@ class LatencyMetrics(TypedDict):
     global_sem_wait_ms: float
     provider_sem_wait_ms: float
     processing_ms: float
+    user_sem_wait_ms: float
+    conversation_wait_ms: float
 
 
 class TextOutput(TypedDict):
@@ -95,10 +97,10 @@ async def tool_call(
         return error_outcome(exc.code, exc.message)
     except ProviderError as exc:
         return error_outcome(exc.code, exc.message)
-    except Overloaded:
+    except Overloaded as exc:
         return error_outcome(
             "overloaded",
-            f"no provider slot became free within {settings.EXAI_QUEUE_TIMEOUT_S:g}s; retry later.",
+            f"no {exc.pool} slot became free within {settings.EXAI_QUEUE_TIMEOUT_S:g}s; retry later.",
         )
     except TimeoutError:
         return error_outcome("timeout", f"{name} exceeded its deadline of {settings.EXAI_TOOL_TIMEOUT_S:g}s.")
@@ -111,6 +113,8 @@ async def tool_call(
         "global_sem_wait_ms": round(ctx.global_sem_wait_ms, 3),
         "provider_sem_wait_ms": round(ctx.provider_sem_wait_ms, 3),
         "processing_ms": round(ctx.processing_ms, 3),
+        "user_sem_wait_ms": round(ctx.user_sem_wait_ms, 3),
+        "conversation_wait_ms": round(ctx.conversation_wait_ms, 3),
     }
     metadata = {
         "provider": None,
@@ -123,12 +127,12 @@ async def tool_call(
     return {"outputs": [{"type": "text", "text": result.text, "metadata": metadata}], "text": result.text}
 
 
-def health_snapshot() -> dict[str, Any]:
+async def health_snapshot() -> dict[str, Any]:
     """Providers and throttle state, for the `health` op and the health endpoints."""
     from tools_app.throttle import get_throttle
     from tools_app.tools.status import provider_status
 
-    return {"providers": provider_status(), "throttle": get_throttle().snapshot()}
+    return {"providers": provider_status(), "throttle": await get_throttle().snapshot()}
 
 
 class LocalToolBackend:

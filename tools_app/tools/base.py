@@ -40,8 +40,10 @@ class CallContext:
     request_id: str
     on_progress: TextCallback | None = None
     on_stream: TextCallback | None = None
+    user_sem_wait_ms: float = 0.0
     global_sem_wait_ms: float = 0.0
     provider_sem_wait_ms: float = 0.0
+    conversation_wait_ms: float = 0.0
     processing_ms: float = 0.0
 
     async def progress(self, message: str) -> None:
@@ -56,9 +58,13 @@ class CallContext:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResult:
-        """Run one provider call inside its throttle slots, measuring waits and provider time."""
+        """Run one provider call inside its throttle slots, measuring waits and provider time.
+
+        The slots are those of the provider the model resolved to, whatever the tool.
+        """
         provider = resolved.provider
-        async with get_throttle().slot(provider.name) as waits:
+        async with get_throttle().slots(provider=provider.name, user_id=self.user.pk) as waits:
+            self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
             started = time.perf_counter()

@@ -8,8 +8,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from tools_app.conversations import conversation_open, conversation_record_turn
-from tools_app.providers import ProviderError, UnknownModel, available_models, resolve_model
+from tools_app.providers import ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
 from tools_app.providers.base import ChatMessage
+from tools_app.throttle import get_throttle
 from tools_app.tools.base import CallContext, Tool, ToolError, ToolResult, object_schema
 
 SYSTEM_PROMPT = (
@@ -61,8 +62,20 @@ class ChatTool(Tool):
         except ProviderError as exc:
             raise ToolError(exc.code, exc.message) from None
 
+        continuation_id = arguments.get("continuation_id")
+        if not continuation_id:
+            return await self._turn(ctx, arguments, resolved, None)
+        # Turns of one thread run one at a time, in order, each seeing the turns before it.
+        async with get_throttle().conversation(continuation_id) as waited_ms:
+            ctx.conversation_wait_ms += waited_ms
+            return await self._turn(ctx, arguments, resolved, continuation_id)
+
+    async def _turn(
+        self, ctx: CallContext, arguments: dict[str, Any], resolved: ResolvedModel, continuation_id: str | None
+    ) -> ToolResult:
+        prompt: str = arguments["prompt"]
         conversation, history = await database_sync_to_async(conversation_open)(
-            user=ctx.user, continuation_id=arguments.get("continuation_id")
+            user=ctx.user, continuation_id=continuation_id
         )
         messages: list[ChatMessage] = [
             {"role": "system", "content": arguments.get("system_prompt") or SYSTEM_PROMPT},

@@ -26,7 +26,7 @@ class StatusTool(Tool):
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         info = {
             "providers": provider_status(),
-            "throttle": get_throttle().snapshot(),
+            "throttle": await get_throttle().snapshot(),
             "uptime_s": round(time.monotonic() - STARTED_AT, 1),
         }
         return ToolResult(json.dumps(info), info)

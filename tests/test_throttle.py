@@ -1,0 +1,235 @@
+"""The throttle backends: exact, fair, and nothing held once a call is over, however it ends."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tools_app.throttle import Overloaded, Pool, Throttle
+from tools_app.throttle.local import LocalThrottle
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(params=["local", "redis"])
+async def throttle(request: Any, settings: Any) -> AsyncIterator[Throttle]:
+    if request.param == "local":
+        yield LocalThrottle()
+        return
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle
+
+    settings.REDIS_URL = REDIS_URL
+    yield RedisThrottle()
+
+
+def deadline(seconds: float = 5.0) -> float:
+    return time.perf_counter() + seconds
+
+
+async def pool_state(throttle: Throttle, pool: Pool) -> tuple[int, int]:
+    """(in use, waiting) of any pool, read through a fresh snapshot of the backend's own view."""
+    if isinstance(throttle, LocalThrottle):
+        slots = throttle._pools.get(pool.name)
+        return (slots.in_use, len(slots.waiters)) if slots else (0, 0)
+    from tools_app.throttle.redis import _Keys
+
+    keys = _Keys(pool)
+    in_use, waiting = await throttle._count(keys=[keys.holders, keys.alive])
+    return int(in_use), int(waiting)
+
+
+async def test_no_more_than_the_limit_ever_run_at_once_and_the_limit_is_reached(throttle: Throttle) -> None:
+    pool = Pool("provider:kimi", 3)
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        async with throttle.hold(pool, deadline()):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    await asyncio.gather(*(work() for _ in range(30)))
+    assert peak == 3
+    assert await pool_state(throttle, pool) == (0, 0)
+
+
+async def test_waiters_are_served_first_come_first_served(throttle: Throttle) -> None:
+    pool = Pool("provider:glm", 1)
+    order: list[int] = []
+    holder = await throttle.acquire(pool, deadline())
+
+    async def wait_turn(index: int) -> None:
+        async with throttle.hold(pool, deadline()):
+            order.append(index)
+
+    tasks = []
+    for index in range(6):
+        tasks.append(asyncio.ensure_future(wait_turn(index)))
+        await asyncio.sleep(0.02)  # queue them in a known order
+    await throttle.release(pool, holder)
+    await asyncio.gather(*tasks)
+    assert order == list(range(6))
+
+
+async def test_a_wait_past_the_deadline_is_overloaded_and_leaves_the_queue(throttle: Throttle) -> None:
+    pool = Pool("global", 1)
+    holder = await throttle.acquire(pool, deadline())
+    with pytest.raises(Overloaded) as caught:
+        await throttle.acquire(pool, deadline(0.15))
+    assert caught.value.pool == "global"
+    assert await pool_state(throttle, pool) == (1, 0)
+    await throttle.release(pool, holder)
+    async with throttle.hold(pool, deadline(1)):
+        assert await pool_state(throttle, pool) == (1, 0)
+
+
+async def test_a_call_cancelled_while_queued_or_holding_leaves_nothing_behind(throttle: Throttle) -> None:
+    pool = Pool("provider:kimi", 2)
+    started = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with throttle.hold(pool, deadline()):
+            started.set()
+            await asyncio.sleep(60)
+
+    holders = [asyncio.ensure_future(hold_forever()) for _ in range(2)]
+    await started.wait()
+    queued = [asyncio.ensure_future(throttle.acquire(pool, deadline())) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    assert await pool_state(throttle, pool) == (2, 3)
+    for task in holders + queued:
+        task.cancel()
+    await asyncio.gather(*holders, *queued, return_exceptions=True)
+    assert await pool_state(throttle, pool) == (0, 0)
+    async with throttle.hold(pool, deadline(1)), throttle.hold(pool, deadline(1)):
+        assert await pool_state(throttle, pool) == (2, 0)
+
+
+async def test_slots_are_taken_user_then_global_then_provider_and_all_given_back(
+    throttle: Throttle, settings: Any
+) -> None:
+    settings.EXAI_USER_MAX_CONCURRENCY = 1
+    async with throttle.slots(provider="kimi", user_id=42) as waits:
+        assert await pool_state(throttle, Pool("user:42", 1)) == (1, 0)
+        assert await pool_state(throttle, Pool("global", 24)) == (1, 0)
+        assert await pool_state(throttle, Pool("provider:kimi", 6)) == (1, 0)
+        assert waits.global_ms >= 0 and waits.provider_ms >= 0
+    for name in ("user:42", "global", "provider:kimi"):
+        assert await pool_state(throttle, Pool(name, 1)) == (0, 0)
+
+
+async def test_an_exception_inside_the_slots_gives_them_back(throttle: Throttle) -> None:
+    with pytest.raises(RuntimeError):
+        async with throttle.slots(provider="glm", user_id=1):
+            raise RuntimeError("provider blew up")
+    assert await pool_state(throttle, Pool("global", 1)) == (0, 0)
+    assert await pool_state(throttle, Pool("provider:glm", 1)) == (0, 0)
+
+
+async def test_one_users_flood_does_not_hold_back_another_user(throttle: Throttle, settings: Any) -> None:
+    settings.EXAI_USER_MAX_CONCURRENCY = 2
+    settings.EXAI_MAX_CONCURRENCY = 4
+    settings.EXAI_KIMI_MAX_CONCURRENCY = 4
+
+    async def call(user_id: int, seconds: float) -> float:
+        started = time.perf_counter()
+        async with throttle.slots(provider="kimi", user_id=user_id):
+            await asyncio.sleep(seconds)
+        return time.perf_counter() - started
+
+    flood = [asyncio.ensure_future(call(1, 0.3)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    other = await call(2, 0.0)
+    assert other < 0.2  # it got a slot at once, not after the flood's 3 seconds
+    for task in flood:
+        task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)
+
+
+async def test_turns_of_one_conversation_run_one_at_a_time_in_order(throttle: Throttle) -> None:
+    log: list[str] = []
+
+    async def turn(index: int) -> None:
+        async with throttle.conversation("thread-1"):
+            log.append(f"start {index}")
+            await asyncio.sleep(0.02)
+            log.append(f"end {index}")
+
+    tasks = []
+    for index in range(4):
+        tasks.append(asyncio.ensure_future(turn(index)))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*tasks)
+    assert log == [f"{edge} {i}" for i in range(4) for edge in ("start", "end")]
+
+
+async def test_two_redis_throttles_share_one_exact_limit(settings: Any) -> None:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle
+
+    settings.REDIS_URL = REDIS_URL
+    first, second = RedisThrottle(), RedisThrottle()  # as two processes would
+    pool = Pool("provider:kimi", 4)
+    running = peak = 0
+
+    async def work(throttle: Throttle) -> None:
+        nonlocal running, peak
+        async with throttle.hold(pool, deadline()):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    await asyncio.gather(*(work(first if i % 2 else second) for i in range(40)))
+    assert peak == 4
+
+
+async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(settings: Any) -> None:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle
+
+    settings.REDIS_URL = REDIS_URL
+    settings.EXAI_LEASE_TTL_S = 1.0
+    dead, alive = RedisThrottle(), RedisThrottle()
+    pool = Pool("provider:glm", 1)
+    await dead.acquire(pool, deadline())
+    dead._keeper.cancel()  # the holder "dies": nobody renews or releases its lease
+    dead._held.clear()
+    started = time.perf_counter()
+    async with alive.hold(pool, deadline(5)):
+        waited = time.perf_counter() - started
+    assert 0.5 < waited < 2.5
+
+
+async def test_a_live_holders_lease_is_renewed_past_its_ttl(settings: Any) -> None:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle
+
+    settings.REDIS_URL = REDIS_URL
+    settings.EXAI_LEASE_TTL_S = 0.6
+    holder, other = RedisThrottle(), RedisThrottle()
+    pool = Pool("provider:kimi", 1)
+    async with holder.hold(pool, deadline()):
+        await asyncio.sleep(1.5)  # well past the TTL: the keeper must have renewed it
+        with pytest.raises(Overloaded):
+            await other.acquire(pool, deadline(0.2))
+    async with other.hold(pool, deadline(1)):
+        pass

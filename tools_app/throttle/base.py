@@ -1,0 +1,112 @@
+"""The throttle's one interface: fair slots, always given back, with measured waits."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+
+class Overloaded(Exception):
+    """No slot became free within EXAI_QUEUE_TIMEOUT_S."""
+
+    def __init__(self, pool: str, waited_s: float) -> None:
+        super().__init__(f"no {pool} slot within {waited_s:g}s")
+        self.pool = pool
+        self.waited_s = waited_s
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A named capacity: `global`, `provider:kimi`, `user:7`, `thread:<uuid>`."""
+
+    name: str
+    limit: int
+
+    @property
+    def label(self) -> str:
+        kind, _, rest = self.name.partition(":")
+        return {"global": "global", "provider": f"{rest} provider", "user": "per-user", "thread": "conversation"}.get(
+            kind, self.name
+        )
+
+
+@dataclass
+class SlotWaits:
+    user_ms: float = 0.0
+    global_ms: float = 0.0
+    provider_ms: float = 0.0
+
+
+def provider_limit(provider: str) -> int:
+    limits = {
+        "kimi": settings.EXAI_KIMI_MAX_CONCURRENCY,
+        "glm": settings.EXAI_GLM_MAX_CONCURRENCY,
+        "local": settings.EXAI_LOCAL_MAX_CONCURRENCY,
+    }
+    return limits.get(provider, settings.EXAI_MAX_CONCURRENCY)
+
+
+def global_pool() -> Pool:
+    return Pool("global", settings.EXAI_MAX_CONCURRENCY)
+
+
+def provider_pool(provider: str) -> Pool:
+    return Pool(f"provider:{provider}", provider_limit(provider))
+
+
+def provider_pools() -> list[Pool]:
+    from tools_app.providers import configured_providers
+
+    return [provider_pool(provider.name) for provider in configured_providers()]
+
+
+class Throttle(abc.ABC):
+    """Backends implement acquire/release of one slot of one pool; the order lives here."""
+
+    @abc.abstractmethod
+    async def acquire(self, pool: Pool, deadline: float) -> Any:
+        """Wait (fairly, first come first served) for a slot until `deadline` (perf_counter);
+        return a handle for `release`, or raise Overloaded."""
+
+    @abc.abstractmethod
+    async def release(self, pool: Pool, handle: Any) -> None:
+        """Give the slot back. Must be safe to call for a handle whose acquire was interrupted."""
+
+    @abc.abstractmethod
+    async def snapshot(self) -> dict[str, Any]:
+        """In use, waiting and limit of the global and provider pools."""
+
+    @asynccontextmanager
+    async def hold(self, pool: Pool, deadline: float) -> AsyncIterator[float]:
+        """Hold one slot of `pool` for the body; yield how long the wait took in ms."""
+        started = time.perf_counter()
+        handle = await self.acquire(pool, deadline)
+        try:
+            yield (time.perf_counter() - started) * 1000
+        finally:
+            await self.release(pool, handle)
+
+    @asynccontextmanager
+    async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
+        """Hold the caller's user slot, then a global slot, then one of `provider`, for the body."""
+        waits = SlotWaits()
+        deadline = time.perf_counter() + settings.EXAI_QUEUE_TIMEOUT_S
+        async with (
+            self.hold(Pool(f"user:{user_id}", settings.EXAI_USER_MAX_CONCURRENCY), deadline) as waits.user_ms,
+            self.hold(global_pool(), deadline) as waits.global_ms,
+            self.hold(provider_pool(provider), deadline) as waits.provider_ms,
+        ):
+            yield waits
+
+    @asynccontextmanager
+    async def conversation(self, thread_id: str) -> AsyncIterator[float]:
+        """Run calls on one conversation thread one at a time, in arrival order."""
+        deadline = time.perf_counter() + settings.EXAI_QUEUE_TIMEOUT_S
+        async with self.hold(Pool(f"thread:{thread_id}", 1), deadline) as waited_ms:
+            yield waited_ms

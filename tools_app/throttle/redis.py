@@ -1,0 +1,238 @@
+"""The Redis backend: exact limits for a whole cluster, fair, and impossible to leak.
+
+Each pool is three sorted sets under the pool's key:
+  holders  lease -> expiry (ms, Redis clock)   who holds a slot, until when
+  queue    lease -> ticket                     who waits, first come first served
+  alive    lease -> expiry                     waiters' liveness, refreshed while they wait
+Every change is one Lua script, atomic, using the Redis server's clock. A lease that
+is not renewed expires by itself, so a process killed with -9 returns its capacity
+within EXAI_LEASE_TTL_S; a waiter that died is dropped from the queue within
+WAITER_TTL_MS. A release publishes the pool's name; one listener per process wakes
+that pool's waiters, and a bounded fallback poll covers lost messages and expiries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+from tools_app.redis_client import get_redis, redis_key
+from tools_app.throttle.base import Overloaded, Pool, Throttle, global_pool, provider_pools
+
+logger = logging.getLogger(__name__)
+
+WAITER_TTL_MS = 3000
+POLL_S = 0.25
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: holders, queue, alive, ticket   ARGV: lease, lease ttl ms, limit, waiter ttl ms, key ttl s
+ACQUIRE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for i = 1, #dead do
+  redis.call('ZREM', KEYS[2], dead[i])
+  redis.call('ZREM', KEYS[3], dead[i])
+end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 1
+end
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ARGV[1])
+end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+local acquired = 0
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+if free > 0 and redis.call('ZRANK', KEYS[2], ARGV[1]) < free then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  acquired = 1
+end
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+return acquired
+"""
+)
+
+# KEYS: holders, queue, alive, channel   ARGV: lease, pool name
+RELEASE = """
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if held == 1 then redis.call('PUBLISH', KEYS[4], ARGV[2]) end
+return held
+"""
+
+# KEYS: holders...   ARGV: lease ttl ms, key ttl s, lease...  (KEYS[i] pairs with ARGV[i + 2])
+RENEW = (
+    _NOW
+    + """
+local lost = {}
+for i = 1, #KEYS do
+  local lease = ARGV[i + 2]
+  if redis.call('ZSCORE', KEYS[i], lease) then
+    redis.call('ZADD', KEYS[i], now + tonumber(ARGV[1]), lease)
+    redis.call('EXPIRE', KEYS[i], ARGV[2])
+  else
+    table.insert(lost, lease)
+  end
+end
+return lost
+"""
+)
+
+# KEYS: holders, alive
+COUNT = (
+    _NOW
+    + """
+return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}
+"""
+)
+
+
+class _Keys:
+    def __init__(self, pool: Pool) -> None:
+        base = redis_key("sem", pool.name)
+        self.holders = f"{base}:holders"
+        self.queue = f"{base}:queue"
+        self.alive = f"{base}:alive"
+        self.ticket = f"{base}:ticket"
+
+
+class RedisThrottle(Throttle):
+    """One instance per event loop (redis.asyncio is loop-bound)."""
+
+    def __init__(self) -> None:
+        self.redis = get_redis()
+        self.channel = redis_key("sem", "released")
+        self._acquire = self.redis.register_script(ACQUIRE)
+        self._release = self.redis.register_script(RELEASE)
+        self._renew = self.redis.register_script(RENEW)
+        self._count = self.redis.register_script(COUNT)
+        self._held: dict[str, str] = {}  # lease -> holders key, renewed by the keeper
+        self._wakeups: dict[str, asyncio.Future[None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        return int(settings.EXAI_LEASE_TTL_S * 1000)
+
+    @property
+    def key_ttl_s(self) -> int:
+        # Keys of pools nobody touches vanish; live ones are refreshed on every acquire and renewal.
+        return max(60, int(settings.EXAI_LEASE_TTL_S * 4))
+
+    async def acquire(self, pool: Pool, deadline: float) -> str:
+        keys = _Keys(pool)
+        lease = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
+        started = time.perf_counter()
+        self._ensure_listener()
+        try:
+            while True:
+                # Take the wake-up before trying, so a release between the try and the wait is not missed.
+                wakeup = self._wakeup(pool.name)
+                granted = await self._acquire(
+                    keys=[keys.holders, keys.queue, keys.alive, keys.ticket],
+                    args=[lease, self.lease_ttl_ms, pool.limit, WAITER_TTL_MS, self.key_ttl_s],
+                )
+                if granted:
+                    self._held[lease] = keys.holders
+                    self._ensure_keeper()
+                    return lease
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise Overloaded(pool.label, round(time.perf_counter() - started, 3))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(wakeup), timeout=min(POLL_S, remaining))
+        except BaseException:
+            # Cancelled, timed out or failed while queued (or just as the slot was granted):
+            # leave the queue and give back anything granted, so nothing is held for nobody.
+            await self._give_back(pool, keys, lease)
+            raise
+
+    async def release(self, pool: Pool, handle: Any) -> None:
+        await self._give_back(pool, _Keys(pool), handle)
+
+    async def _give_back(self, pool: Pool, keys: _Keys, lease: str) -> None:
+        self._held.pop(lease, None)
+        try:
+            await self._release(keys=[keys.holders, keys.queue, keys.alive, self.channel], args=[lease, pool.name])
+        except Exception:
+            # The lease will expire by itself within EXAI_LEASE_TTL_S.
+            logger.warning("could not release %s slot; it expires by itself", pool.name, exc_info=True)
+
+    def _wakeup(self, pool_name: str) -> asyncio.Future[None]:
+        future = self._wakeups.get(pool_name)
+        if future is None or future.done():
+            future = self._wakeups[pool_name] = asyncio.get_running_loop().create_future()
+        return future
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.ensure_future(self._listen())
+
+    async def _listen(self) -> None:
+        try:
+            async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    name = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                    future = self._wakeups.pop(name, None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("throttle wake-up listener stopped; waiters poll meanwhile", exc_info=True)
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.ensure_future(self._keep_leases())
+
+    async def _keep_leases(self) -> None:
+        """Renew every lease this process holds, in one round trip, a few times per TTL."""
+        while self._held:
+            await asyncio.sleep(settings.EXAI_LEASE_TTL_S / 3)
+            held = list(self._held.items())
+            if not held:
+                break
+            try:
+                lost = await self._renew(
+                    keys=[holders for _, holders in held],
+                    args=[self.lease_ttl_ms, self.key_ttl_s, *[lease for lease, _ in held]],
+                )
+            except Exception:
+                logger.warning("could not renew %d slot leases", len(held), exc_info=True)
+                continue
+            for lease in lost:
+                logger.error("slot lease %s expired while its call still ran", lease)
+
+    async def snapshot(self) -> dict[str, Any]:
+        async def counts(pool: Pool) -> dict[str, int]:
+            keys = _Keys(pool)
+            in_use, waiting = await self._count(keys=[keys.holders, keys.alive])
+            return {"in_use": int(in_use), "waiting": int(waiting), "limit": pool.limit}
+
+        pools = provider_pools()
+        results = await asyncio.gather(counts(global_pool()), *(counts(pool) for pool in pools))
+        return {
+            "backend": "redis",
+            "global": results[0],
+            "providers": {
+                pool.name.removeprefix("provider:"): result for pool, result in zip(pools, results[1:], strict=True)
+            },
+        }
