@@ -184,6 +184,12 @@ EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
 # Streamed text is sent at most this often per call, joined, instead of one frame per token.
 EXAI_STREAM_INTERVAL_MS = env_int("EXAI_STREAM_INTERVAL_MS", 20, minimum=0)
 
+# --- Circuit breaker (per provider) ------------------------------------------
+EXAI_CIRCUIT_WINDOW_S = env_float("EXAI_CIRCUIT_WINDOW_S", 60.0, minimum=1.0)
+EXAI_CIRCUIT_MIN_CALLS = env_int("EXAI_CIRCUIT_MIN_CALLS", 5, minimum=2)
+EXAI_CIRCUIT_FAILURE_RATIO = env_float("EXAI_CIRCUIT_FAILURE_RATIO", 0.5, minimum=0.0)
+EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
+
 # --- Protocol limits -------------------------------------------------------
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)

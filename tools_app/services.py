@@ -12,8 +12,9 @@ import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from tools_app.providers import ProviderError
-from tools_app.throttle import Overloaded
+from tools_app.circuit import get_circuit_breaker
+from tools_app.providers import ProviderError, all_providers, configured_providers
+from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import REGISTRY
 from tools_app.tools.base import CallContext, TextCallback, ToolError
 
@@ -129,10 +130,12 @@ async def tool_call(
 
 async def health_snapshot() -> dict[str, Any]:
     """Providers and throttle state, for the `health` op and the health endpoints."""
-    from tools_app.throttle import get_throttle
-    from tools_app.tools.status import provider_status
-
-    return {"providers": provider_status(), "throttle": await get_throttle().snapshot()}
+    providers = [
+        {"provider": provider.name, "configured": provider.configured, "models": len(provider.models())}
+        for provider in all_providers()
+    ]
+    circuits = await get_circuit_breaker().snapshot([provider.name for provider in configured_providers()])
+    return {"providers": providers, "throttle": await get_throttle().snapshot(), "circuits": circuits}
 
 
 class LocalToolBackend:

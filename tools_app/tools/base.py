@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from tools_app.providers import ChatResult, ResolvedModel
+from tools_app.circuit import get_circuit_breaker
+from tools_app.providers import ChatResult, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
 
@@ -58,10 +59,30 @@ class CallContext:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> ChatResult:
-        """Run one provider call inside its throttle slots, measuring waits and provider time.
+        """Run one provider call behind its circuit breaker and inside its throttle slots.
 
-        The slots are those of the provider the model resolved to, whatever the tool.
+        The slots are those of the provider the model resolved to, whatever the tool. An open
+        circuit fails fast before any slot is taken; the outcome is recorded after the slots
+        are given back, so the breaker's round trip never holds capacity.
         """
+        provider = resolved.provider
+        breaker = get_circuit_breaker()
+        admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
+        try:
+            result = await self._call_in_slots(resolved, messages, temperature, max_tokens)
+        except ProviderError as exc:
+            await breaker.record(provider.name, exc, probe=admission.probe)
+            raise
+        await breaker.record(provider.name, None, probe=admission.probe)
+        return result
+
+    async def _call_in_slots(
+        self,
+        resolved: ResolvedModel,
+        messages: list[ChatMessage],
+        temperature: float | None,
+        max_tokens: int | None,
+    ) -> ChatResult:
         provider = resolved.provider
         async with get_throttle().slots(provider=provider.name, user_id=self.user.pk) as waits:
             self.user_sem_wait_ms += waits.user_ms
