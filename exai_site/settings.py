@@ -181,6 +181,10 @@ EXAI_USER_MAX_CONCURRENCY = env_int("EXAI_USER_MAX_CONCURRENCY", 8, minimum=1)
 # so the provider layer always fails first (checked by exai.E004).
 EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 180.0, minimum=1.0)
 EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
+# On SIGTERM: how long calls in flight may take to finish before they are cancelled.
+EXAI_DRAIN_S = env_float("EXAI_DRAIN_S", 20.0, minimum=0.0)
+# Off when something else owns the process's signals (tests, an embedding server).
+EXAI_HANDLE_SIGTERM = env_bool("EXAI_HANDLE_SIGTERM", True)
 # Streamed text is sent at most this often per call, joined, instead of one frame per token.
 EXAI_STREAM_INTERVAL_MS = env_int("EXAI_STREAM_INTERVAL_MS", 20, minimum=0)
 

@@ -61,6 +61,7 @@ def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
     for name, value in provider_env(provider_stub).items():
         setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
     settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
+    settings.EXAI_HANDLE_SIGTERM = False  # pytest owns this process's signals
     return provider_stub
 
 

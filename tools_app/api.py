@@ -1,5 +1,6 @@
 """REST access to the tools: the same call path and result shape as `call_tool_res`."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tools_app.services import tool_call, tool_descriptors
+from tools_app.services import shutting_down_outcome, tool_call, tool_descriptors
 
 # How each error code of a tool call maps to an HTTP status.
 HTTP_STATUS = {
@@ -42,12 +43,15 @@ class ToolCallView(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        outcome = async_to_sync(tool_call)(
-            user=request.user,
-            name=name,
-            arguments=data["arguments"],
-            request_id=data.get("request_id") or uuid.uuid4().hex,
-        )
+        try:
+            outcome = async_to_sync(tool_call)(
+                user=request.user,
+                name=name,
+                arguments=data["arguments"],
+                request_id=data.get("request_id") or uuid.uuid4().hex,
+            )
+        except asyncio.CancelledError:  # the server's drain stopped the call
+            outcome = shutting_down_outcome()
         error = outcome.get("error")
         status = HTTP_STATUS.get(error["code"], 500) if error else 200
         return Response(outcome, status=status)

@@ -15,8 +15,16 @@ from django.conf import settings
 
 from exai_site.auth import Authentication, authenticate_token
 from tools_app.idempotency import idempotency_key, idempotency_store
+from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import McpServer, parse_frame
-from tools_app.services import LocalToolBackend, error_outcome, health_snapshot, tool_call, tool_descriptors
+from tools_app.services import (
+    LocalToolBackend,
+    error_outcome,
+    health_snapshot,
+    interrupted_outcome,
+    tool_call,
+    tool_descriptors,
+)
 from tools_app.streaming import DeltaCoalescer
 
 logger = logging.getLogger(__name__)
@@ -38,6 +46,17 @@ def frame_too_large(text_data: str | None, bytes_data: bytes | None) -> int | No
     return None
 
 
+async def accept_into_lifecycle(consumer: AsyncWebsocketConsumer, subprotocol: str | None = None) -> None:
+    """Accept the socket and register it for graceful shutdown; a draining server sends it elsewhere."""
+    lifecycle = get_lifecycle()
+    lifecycle.install_signal_handler()
+    await consumer.accept(subprotocol=subprotocol)
+    if lifecycle.draining:
+        await consumer.close(code=CLOSE_SERVICE_RESTART)
+        return
+    lifecycle.sockets.add(consumer)
+
+
 class ExaiConsumer(AsyncWebsocketConsumer):
     """The EXAI protocol: hello, list_tools, call_tool, cancel, ping, health."""
 
@@ -46,7 +65,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         self.session_id = uuid.uuid4().hex
         self.calls: dict[str, asyncio.Task[None]] = {}
         self.closing = False
-        await self.accept()
+        await accept_into_lifecycle(self)
 
     async def disconnect(self, code: int) -> None:
         # A closed socket cancels its calls: the provider request is aborted and slots freed.
@@ -171,13 +190,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             await self.send_json({"op": "call_tool_res", "request_id": request_id, **outcome})
         except asyncio.CancelledError:
             if not self.closing:
-                await self.send_json(
-                    {
-                        "op": "call_tool_res",
-                        "request_id": request_id,
-                        **error_outcome("cancelled", "call cancelled"),
-                    }
-                )
+                await self.send_json({"op": "call_tool_res", "request_id": request_id, **interrupted_outcome()})
         except Exception:
             logger.exception("call %s failed outside its tool", request_id)
             await self.send_json(
@@ -248,7 +261,7 @@ class McpConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         subprotocols = self.scope.get("subprotocols") or []
-        await self.accept(subprotocol="mcp" if "mcp" in subprotocols else None)
+        await accept_into_lifecycle(self, subprotocol="mcp" if "mcp" in subprotocols else None)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True

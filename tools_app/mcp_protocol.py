@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tools_app.lifecycle import get_lifecycle
+
 HANDSHAKE_VERSIONS = ("2025-06-18", "2025-11-25")
 MODERN_VERSIONS = ("2026-07-28",)
 SUPPORTED_VERSIONS = (*HANDSHAKE_VERSIONS, *MODERN_VERSIONS)
@@ -229,9 +231,11 @@ class McpServer:
         try:
             outcome = await task
         except asyncio.CancelledError:
-            if task.cancelled() and not _current_task_cancelling():
+            if not task.cancelled() or _current_task_cancelling():
+                raise
+            if not get_lifecycle().draining:
                 return None  # cancelled by notifications/cancelled: the spec says send nothing
-            raise
+            outcome = {"error": {"code": "shutting_down", "message": "the server is restarting; retry in a moment"}}
         finally:
             self.in_flight.pop(request_id, None)
         error = outcome.get("error")

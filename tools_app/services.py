@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from tools_app.circuit import get_circuit_breaker
+from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import REGISTRY
@@ -73,6 +74,17 @@ def error_outcome(code: str, message: str) -> CallOutcome:
     return {"error": {"code": code, "message": message}}
 
 
+def shutting_down_outcome() -> CallOutcome:
+    return error_outcome("shutting_down", "the server is restarting; retry in a moment")
+
+
+def interrupted_outcome() -> CallOutcome:
+    """What a call cancelled from outside answers: the client's cancel, or the server's drain."""
+    if get_lifecycle().draining:
+        return shutting_down_outcome()
+    return error_outcome("cancelled", "call cancelled")
+
+
 async def tool_call(
     *,
     user: AbstractBaseUser,
@@ -83,8 +95,14 @@ async def tool_call(
     on_stream: TextCallback | None = None,
 ) -> CallOutcome:
     """Run one tool call to completion and return its outcome; never raise except on cancellation."""
+    lifecycle = get_lifecycle()
+    if lifecycle.draining:
+        return shutting_down_outcome()
     started = time.perf_counter()
     ctx = CallContext(user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream)
+    task = asyncio.current_task()
+    if task is not None:
+        lifecycle.track(task)
     try:
         tool = REGISTRY.get(name) if isinstance(name, str) else None
         if tool is None:
@@ -108,6 +126,9 @@ async def tool_call(
     except Exception:
         logger.exception("tool %s failed (request %s)", name, request_id)
         return error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
+    finally:
+        if task is not None:
+            lifecycle.untrack(task)
 
     metrics: LatencyMetrics = {
         "total_latency_ms": round((time.perf_counter() - started) * 1000, 3),
