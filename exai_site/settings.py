@@ -82,6 +82,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 # Every Redis key and channel of this deployment starts with it, so several can share one Redis.
 EXAI_REDIS_PREFIX = env_str("EXAI_REDIS_PREFIX", "exai")
+# Connections one server process opens to Redis, and how long a call waits for a free one.
+EXAI_REDIS_MAX_CONNECTIONS = env_int("EXAI_REDIS_MAX_CONNECTIONS", 64, minimum=2)
+EXAI_REDIS_POOL_TIMEOUT_S = env_float("EXAI_REDIS_POOL_TIMEOUT_S", 20.0, minimum=0.1)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

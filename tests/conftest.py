@@ -105,8 +105,8 @@ def database_url() -> str:
 class ServerProcess:
     """A real server (daphne by default) in a subprocess, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], command: list[str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], command: list[str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exai_site.settings", **env}
         self.command = command or [
             sys.executable,

@@ -107,6 +107,9 @@ class ProviderStub:
             )
             return
         body = await _read_body(receive)
+        if body is None:
+            self.aborted += 1
+            return
         path, method = scope["path"].rstrip("/"), scope["method"]
         if _CHAT.match(path) and method == "POST":
             await self._chat(path, json.loads(body), receive, send)
@@ -272,10 +275,13 @@ def _sse(chunk: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None when the client went away before sending all of it."""
     parts = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         parts.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(parts)

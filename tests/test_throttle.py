@@ -207,11 +207,12 @@ async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(settings: Any
 
     settings.REDIS_URL = REDIS_URL
     settings.EXAI_LEASE_TTL_S = 1.0
+    from tools_app.throttle.redis import _keeper
+
     dead, alive = RedisThrottle(), RedisThrottle()
     pool = Pool("provider:glm", 1)
-    await dead.acquire(pool, deadline())
-    dead._keeper.cancel()  # the holder "dies": nobody renews or releases its lease
-    dead._held.clear()
+    lease = await dead.acquire(pool, deadline())
+    _keeper.discard(lease)  # the holder "dies": nobody renews or releases its lease
     started = time.perf_counter()
     async with alive.hold(pool, deadline(5)):
         waited = time.perf_counter() - started

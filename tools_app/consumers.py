@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -60,10 +61,15 @@ async def accept_into_lifecycle(consumer: AsyncWebsocketConsumer, subprotocol: s
 class ExaiConsumer(AsyncWebsocketConsumer):
     """The EXAI protocol: hello, list_tools, call_tool, cancel, ping, health."""
 
+    # No channel-layer subscription: these sockets use no groups, and with Redis each
+    # subscription is a blocking pop per socket, which a thousand sockets turn into a storm.
+    channel_layer_alias = None
+
     async def connect(self) -> None:
         self.auth: Authentication = self.scope.get("auth") or Authentication(None)
         self.session_id = uuid.uuid4().hex
         self.calls: dict[str, asyncio.Task[None]] = {}
+        self.replies: set[asyncio.Future[None]] = set()
         self.closing = False
         await accept_into_lifecycle(self)
 
@@ -170,7 +176,18 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         if request_id in self.calls:
             await self.reply_error("invalid_request", f"request_id {request_id!r} is already in flight", request_id)
             return
-        self.calls[request_id] = asyncio.ensure_future(self._run_call(request_id, message))
+        task = self.calls[request_id] = asyncio.ensure_future(self._run_call(request_id, message))
+        task.add_done_callback(functools.partial(self._call_done, request_id))
+
+    def _call_done(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self.calls.pop(request_id, None)
+        if task.cancelled() and not self.closing:
+            # Cancelled before it ever ran (its own handler answers every later cancel): answer here.
+            reply = asyncio.ensure_future(
+                self.send_json({"op": "call_tool_res", "request_id": request_id, **interrupted_outcome()})
+            )
+            self.replies.add(reply)
+            reply.add_done_callback(self.replies.discard)
 
     async def _run_call(self, request_id: str, message: dict[str, Any]) -> None:
         deadline_s = settings.EXAI_TOOL_TIMEOUT_S + REPLY_GRACE_S
@@ -203,7 +220,6 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
-            self.calls.pop(request_id, None)
 
     async def _execute(self, request_id: str, message: dict[str, Any], deadline_s: float) -> dict[str, Any]:
         name = message.get("name")
@@ -252,6 +268,8 @@ class ExaiConsumer(AsyncWebsocketConsumer):
 
 class McpConsumer(AsyncWebsocketConsumer):
     """MCP over a WebSocket (subprotocol `mcp`): each frame one JSON-RPC message."""
+
+    channel_layer_alias = None  # as ExaiConsumer: no groups, no subscription
 
     async def connect(self) -> None:
         auth: Authentication = self.scope.get("auth") or Authentication(None)

@@ -18,7 +18,15 @@ def get_redis() -> Any:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        # A blocking pool: under a burst, callers wait for a free connection instead of failing
+        # with "Too many connections", and the server never opens more than the pool's size.
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=settings.EXAI_REDIS_MAX_CONNECTIONS,
+            timeout=settings.EXAI_REDIS_POOL_TIMEOUT_S,
+            health_check_interval=30,
+        )
+        client = _clients[loop] = redis.Redis(connection_pool=pool)
     return client
 
 

@@ -8,7 +8,10 @@ Every change is one Lua script, atomic, using the Redis server's clock. A lease 
 is not renewed expires by itself, so a process killed with -9 returns its capacity
 within EXAI_LEASE_TTL_S; a waiter that died is dropped from the queue within
 WAITER_TTL_MS. A release publishes the pool's name; one listener per process wakes
-that pool's waiters, and a bounded fallback poll covers lost messages and expiries.
+the one waiter of that pool with the lowest ticket, i.e. the next in line here. A bounded fallback poll covers
+lost messages and expiries, more often near the head of the queue than far back, so a
+deep queue costs Redis little. Leases are renewed from a thread with a connection of
+its own (`LeaseKeeper`), so an overloaded event loop can never let them lapse.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -29,7 +34,8 @@ from tools_app.throttle.base import Overloaded, Pool, Throttle, global_pool, pro
 logger = logging.getLogger(__name__)
 
 WAITER_TTL_MS = 3000
-POLL_S = 0.25
+POLL_NEAR_S = 0.25  # waiters that could be next
+POLL_FAR_S = 1.0  # waiters further back (well inside WAITER_TTL_MS)
 
 _NOW = """
 local t = redis.call('TIME')
@@ -47,7 +53,7 @@ for i = 1, #dead do
   redis.call('ZREM', KEYS[3], dead[i])
 end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 1
+  return {1, 0, 0}
 end
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ARGV[1])
@@ -55,14 +61,16 @@ end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
 local acquired = 0
 local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
-if free > 0 and redis.call('ZRANK', KEYS[2], ARGV[1]) < free then
+local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
+if free > 0 and rank < free then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
   acquired = 1
 end
+local ticket = redis.call('ZSCORE', KEYS[2], ARGV[1]) or 0
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-return acquired
+return {acquired, rank, ticket}
 """
 )
 
@@ -102,6 +110,18 @@ return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', 
 )
 
 
+def _honour_cancellation() -> None:
+    """Raise if this task has a cancellation pending that an await swallowed.
+
+    On Python 3.11 a cancellation that arrives just as a wake-up or a timeout does can be
+    lost inside shield/timeout; a waiter would then take a slot for a call nobody wants
+    any more (seen under load). `Task.cancelling()` still counts the request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _Keys:
     def __init__(self, pool: Pool) -> None:
         base = redis_key("sem", pool.name)
@@ -109,6 +129,62 @@ class _Keys:
         self.queue = f"{base}:queue"
         self.alive = f"{base}:alive"
         self.ticket = f"{base}:ticket"
+
+
+class LeaseKeeper:
+    """Renews every lease this process holds, a few times per TTL, from a thread of its own.
+
+    A thread with its own connection, not a task on the event loop: when the loop is
+    overloaded (exactly when limits matter most) a task would run late and let leases
+    expire under calls that are still running. The thread gets its turn every few
+    milliseconds whatever the loop is doing.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, str] = {}  # lease -> holders key
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: str, holders_key: str) -> None:
+        with self._lock:
+            self._held[lease] = holders_key
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="exai-lease-keeper", daemon=True)
+                self._thread.start()
+
+    def discard(self, lease: str) -> None:
+        with self._lock:
+            self._held.pop(lease, None)
+
+    def _run(self) -> None:
+        import redis as sync_redis
+
+        client = sync_redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        renew = client.register_script(RENEW)
+        while True:
+            # At least once a second: cheap (one script for all leases) and quick to follow a TTL change.
+            time.sleep(min(settings.EXAI_LEASE_TTL_S / 3, 1.0))
+            with self._lock:
+                held = list(self._held.items())
+            if not held:
+                continue
+            try:
+                lost = renew(
+                    keys=[holders for _, holders in held],
+                    args=[int(settings.EXAI_LEASE_TTL_S * 1000), max(60, int(settings.EXAI_LEASE_TTL_S * 4))]
+                    + [lease for lease, _ in held],
+                )
+            except Exception:
+                logger.warning("could not renew %d slot leases", len(held), exc_info=True)
+                continue
+            with self._lock:
+                # A lease released since the snapshot is gone on purpose, not lost.
+                lost = [lease for lease in lost if lease.decode() in self._held]
+            for lease in lost:
+                logger.error("slot lease %s expired while its call still ran", lease.decode())
+
+
+_keeper = LeaseKeeper()
 
 
 class RedisThrottle(Throttle):
@@ -119,12 +195,10 @@ class RedisThrottle(Throttle):
         self.channel = redis_key("sem", "released")
         self._acquire = self.redis.register_script(ACQUIRE)
         self._release = self.redis.register_script(RELEASE)
-        self._renew = self.redis.register_script(RENEW)
         self._count = self.redis.register_script(COUNT)
-        self._held: dict[str, str] = {}  # lease -> holders key, renewed by the keeper
-        self._wakeups: dict[str, asyncio.Future[None]] = {}
+        # pool -> this process's waiters, each with its ticket (its place in the Redis queue)
+        self._waiters: dict[str, dict[asyncio.Future[None], float]] = {}
         self._listener: asyncio.Task[None] | None = None
-        self._keeper: asyncio.Task[None] | None = None
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     @property
@@ -141,45 +215,52 @@ class RedisThrottle(Throttle):
         lease = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
         started = time.perf_counter()
         self._ensure_listener()
+        loop = asyncio.get_running_loop()
+        waiters = self._waiters.setdefault(pool.name, {})
+        # Registered before the first try, so a release between a try and the wait is not missed.
+        wakeup: asyncio.Future[None] = loop.create_future()
+        waiters[wakeup] = math.inf
         try:
             while True:
-                # Take the wake-up before trying, so a release between the try and the wait is not missed.
-                wakeup = self._wakeup(pool.name)
-                granted = await self._acquire(
+                granted, rank, ticket = await self._acquire(
                     keys=[keys.holders, keys.queue, keys.alive, keys.ticket],
                     args=[lease, self.lease_ttl_ms, pool.limit, WAITER_TTL_MS, self.key_ttl_s],
                 )
+                _honour_cancellation()
                 if granted:
-                    self._held[lease] = keys.holders
-                    self._ensure_keeper()
+                    _keeper.add(lease, keys.holders)
                     return lease
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     raise Overloaded(pool.label, round(time.perf_counter() - started, 3))
+                if wakeup.done():  # woken, but a waiter of another process was ahead
+                    wakeup = loop.create_future()
+                waiters[wakeup] = float(ticket)
+                poll = POLL_NEAR_S if int(rank) < pool.limit else POLL_FAR_S
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(wakeup), timeout=min(POLL_S, remaining))
+                    async with asyncio.timeout(min(poll, remaining)):
+                        await asyncio.shield(wakeup)
+                _honour_cancellation()
         except BaseException:
             # Cancelled, timed out or failed while queued (or just as the slot was granted):
             # leave the queue and give back anything granted, so nothing is held for nobody.
             await self._give_back(pool, keys, lease)
             raise
+        finally:
+            waiters.pop(wakeup, None)
+            if not waiters:
+                self._waiters.pop(pool.name, None)
 
     async def release(self, pool: Pool, handle: Any) -> None:
         await self._give_back(pool, _Keys(pool), handle)
 
     async def _give_back(self, pool: Pool, keys: _Keys, lease: str) -> None:
-        self._held.pop(lease, None)
+        _keeper.discard(lease)
         try:
             await self._release(keys=[keys.holders, keys.queue, keys.alive, self.channel], args=[lease, pool.name])
         except Exception:
             # The lease will expire by itself within EXAI_LEASE_TTL_S.
             logger.warning("could not release %s slot; it expires by itself", pool.name, exc_info=True)
-
-    def _wakeup(self, pool_name: str) -> asyncio.Future[None]:
-        future = self._wakeups.get(pool_name)
-        if future is None or future.done():
-            future = self._wakeups[pool_name] = asyncio.get_running_loop().create_future()
-        return future
 
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
@@ -191,35 +272,18 @@ class RedisThrottle(Throttle):
                 await pubsub.subscribe(self.channel)
                 async for message in pubsub.listen():
                     name = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
-                    future = self._wakeups.pop(name, None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
+                    self._wake_one(name)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.warning("throttle wake-up listener stopped; waiters poll meanwhile", exc_info=True)
 
-    def _ensure_keeper(self) -> None:
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.ensure_future(self._keep_leases())
-
-    async def _keep_leases(self) -> None:
-        """Renew every lease this process holds, in one round trip, a few times per TTL."""
-        while self._held:
-            await asyncio.sleep(settings.EXAI_LEASE_TTL_S / 3)
-            held = list(self._held.items())
-            if not held:
-                break
-            try:
-                lost = await self._renew(
-                    keys=[holders for _, holders in held],
-                    args=[self.lease_ttl_ms, self.key_ttl_s, *[lease for lease, _ in held]],
-                )
-            except Exception:
-                logger.warning("could not renew %d slot leases", len(held), exc_info=True)
-                continue
-            for lease in lost:
-                logger.error("slot lease %s expired while its call still ran", lease)
+    def _wake_one(self, pool_name: str) -> None:
+        """One slot came free: wake this process's next waiter of that pool (lowest ticket)."""
+        waiters = self._waiters.get(pool_name)
+        pending = [(ticket, future) for future, ticket in (waiters or {}).items() if not future.done()]
+        if pending:
+            min(pending, key=lambda item: item[0])[1].set_result(None)
 
     async def snapshot(self) -> dict[str, Any]:
         async def counts(pool: Pool) -> dict[str, int]:

@@ -1,0 +1,235 @@
+"""Several real server processes sharing Redis: limits exact for the cluster, nothing ever leaks."""
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.conftest import ServerProcess, database_url, provider_env
+from tests.helpers import wait_for
+from tests.test_throttle import REDIS_URL, redis_available
+from tools_app.client import ExaiClient
+from tools_app.throttle import Pool
+from tools_app.throttle.redis import RedisThrottle
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+@pytest.fixture
+def cluster_env(stub: Any, settings: Any) -> dict[str, str]:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    prefix = f"exai-cluster-{uuid.uuid4().hex[:8]}"
+    # The test process reads the same Redis keys as the servers.
+    settings.REDIS_URL, settings.EXAI_REDIS_PREFIX = REDIS_URL, prefix
+    return {
+        **provider_env(stub),
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": REDIS_URL,
+        "EXAI_REDIS_PREFIX": prefix,
+        "EXAI_MAX_CONCURRENCY": "32",
+        "EXAI_KIMI_MAX_CONCURRENCY": "4",
+        "EXAI_USER_MAX_CONCURRENCY": "64",
+        "EXAI_LEASE_TTL_S": "2",
+        "EXAI_CIRCUIT_MIN_CALLS": "100000",  # these tests time out calls on purpose
+        "EXAI_LOG_LEVEL": "ERROR",
+    }
+
+
+@pytest.fixture
+def servers(cluster_env: dict[str, str]) -> Iterator[list[ServerProcess]]:
+    started = [ServerProcess(cluster_env).start() for _ in range(2)]
+    yield started
+    for process in started:
+        process.stop()
+
+
+async def pool_state(name: str, limit: int = 1) -> tuple[int, int]:
+    throttle = RedisThrottle()
+    from tools_app.throttle.redis import _Keys
+
+    keys = _Keys(Pool(name, limit))
+    in_use, waiting = await throttle._count(keys=[keys.holders, keys.alive])
+    return int(in_use), int(waiting)
+
+
+async def all_free(user_id: Any) -> bool:
+    pools = ("global", "provider:kimi", "provider:glm", f"user:{user_id}")
+    states = [await pool_state(name) for name in pools]
+    return all(state == (0, 0) for state in states)
+
+
+async def test_two_processes_together_never_exceed_the_provider_limit_and_reach_it(
+    servers: list[ServerProcess], token: str, stub: Any
+) -> None:
+    async def client(index: int) -> None:
+        server = servers[index % 2]
+        async with ExaiClient(f"{server.ws_url}/ws", token) as exai:
+            for n in range(10):
+                result = await exai.call_tool("chat", {"prompt": f"client {index} call {n} [[stub:delay=0.05]]"})
+                # Each client gets its own answers, to the request it made.
+                assert f"client {index} call {n} " in result["text"]
+
+    await asyncio.gather(*(client(i) for i in range(20)))
+    assert len(stub.chat_requests()) == 200
+    assert stub.max_in_flight == 4
+
+
+async def test_a_thousand_calls_cancelled_abandoned_or_timed_out_leave_every_slot_free(
+    cluster_env: dict[str, str], token: str, user: Any, stub: Any
+) -> None:
+    # Cancels and abandons go to Kimi (long provider delay), timeouts to GLM (0.3 s timeout),
+    # so every outcome is certain however slowly a loaded machine runs.
+    cluster_env |= {"EXAI_KIMI_MAX_CONCURRENCY": "16", "EXAI_GLM_MAX_CONCURRENCY": "16", "EXAI_GLM_TIMEOUT_S": "0.3"}
+    server = ServerProcess(cluster_env).start()
+    url = f"{server.ws_url}/ws?token={token}"
+    outcomes: dict[str, list[str]] = {"normal": [], "cancelled": [], "timed_out": []}
+
+    async def result_of(sock: Any) -> str:
+        while (reply := json.loads(await sock.recv())).get("op") != "call_tool_res":
+            pass
+        return "ok" if "outputs" in reply else reply["error"]["code"]
+
+    async def normal(n: int) -> None:
+        async with websockets.connect(url) as sock:
+            for i in range(n):
+                await sock.send(
+                    json.dumps(
+                        {"op": "call_tool", "request_id": f"n{i}", "name": "chat", "arguments": {"prompt": f"ok {i}"}}
+                    )
+                )
+                outcomes["normal"].append(await result_of(sock))
+
+    async def cancelled(n: int) -> None:
+        async with websockets.connect(url) as sock:
+            for i in range(n):
+                request = {
+                    "op": "call_tool",
+                    "request_id": f"c{i}",
+                    "name": "chat",
+                    "arguments": {"prompt": "[[stub:delay=5]]"},
+                }
+                await sock.send(json.dumps(request))
+                await asyncio.sleep(0.02)
+                await sock.send(json.dumps({"op": "cancel", "request_id": f"c{i}"}))
+                outcomes["cancelled"].append(await result_of(sock))
+
+    async def abandoned(n: int) -> None:
+        async with websockets.connect(url) as sock:
+            for i in range(n):
+                await sock.send(
+                    json.dumps(
+                        {
+                            "op": "call_tool",
+                            "request_id": f"a{i}",
+                            "name": "chat",
+                            "arguments": {"prompt": "[[stub:delay=1]]"},
+                        }
+                    )
+                )
+            await asyncio.sleep(0.1)
+
+    async def timed_out(n: int) -> None:
+        async with websockets.connect(url) as sock:
+            for i in range(n):
+                await sock.send(
+                    json.dumps(
+                        {
+                            "op": "call_tool",
+                            "request_id": f"t{i}",
+                            "name": "chat",
+                            "arguments": {"prompt": "[[stub:delay=2]]", "model": "glm"},
+                        }
+                    )
+                )
+            for _ in range(n):
+                outcomes["timed_out"].append(await result_of(sock))
+
+    try:
+        await asyncio.gather(
+            *(normal(40) for _ in range(10)),
+            *(cancelled(20) for _ in range(10)),
+            *(abandoned(20) for _ in range(10)),
+            *(timed_out(20) for _ in range(10)),
+        )
+        assert outcomes["normal"] == ["ok"] * 400
+        assert outcomes["cancelled"] == ["cancelled"] * 200
+        assert outcomes["timed_out"] == ["timeout"] * 200
+        await wait_for_async(lambda: all_free(user.pk), timeout=10)
+        # Full capacity is usable again: 16 calls run at once.
+        stub.reset()
+        async with ExaiClient(f"{server.ws_url}/ws", token) as exai:
+            results = await asyncio.gather(
+                *(exai.call_tool("chat", {"prompt": f"again {i} [[stub:delay=0.2]]"}) for i in range(16))
+            )
+        assert all("outputs" in result for result in results)
+        assert stub.max_in_flight == 16
+    finally:
+        server.stop()
+
+
+async def test_kill_9_of_a_process_holding_slots_returns_its_capacity_within_the_lease_ttl(
+    servers: list[ServerProcess], token: str, user: Any, stub: Any
+) -> None:
+    doomed, survivor = servers
+    async with websockets.connect(f"{doomed.ws_url}/ws?token={token}") as sock:
+        for i in range(4):
+            await sock.send(
+                json.dumps(
+                    {
+                        "op": "call_tool",
+                        "request_id": f"k{i}",
+                        "name": "chat",
+                        "arguments": {"prompt": "[[stub:delay=30]]"},
+                    }
+                )
+            )
+        await wait_for(lambda: stub.in_flight == 4, timeout=5)
+        assert await pool_state("provider:kimi") == (4, 0)
+        assert doomed.process is not None
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        doomed.process.wait(timeout=5)
+    await wait_for_async(lambda: all_free(user.pk), timeout=2 + 2)  # lease TTL 2 s, plus slack
+    async with ExaiClient(f"{survivor.ws_url}/ws", token) as exai:
+        result = await exai.call_tool("chat", {"prompt": "after the crash"})
+    assert "after the crash" in result["text"]
+
+
+async def test_sigterm_drains_and_the_client_reconnects_to_the_restarted_server_for_its_answers(
+    cluster_env: dict[str, str], token: str, user: Any, stub: Any
+) -> None:
+    cluster_env["EXAI_DRAIN_S"] = "0.3"
+    first = ServerProcess(cluster_env).start()
+    client = ExaiClient(f"{first.ws_url}/ws", token, max_backoff_s=0.5)
+    await client.connect()
+    calls = [
+        asyncio.ensure_future(client.call_tool("chat", {"prompt": f"survive {i} [[stub:delay=1]]"})) for i in range(3)
+    ]
+    await wait_for(lambda: stub.in_flight == 3, timeout=5)
+    assert first.process is not None
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=15) == 0
+    await wait_for(lambda: stub.aborted == 3, timeout=5)
+    second = ServerProcess(cluster_env, port=first.port).start()
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*calls), timeout=20)
+        assert [("outputs" in r, f"survive {i}" in r.get("text", "")) for i, r in enumerate(results)] == [
+            (True, True)
+        ] * 3
+        assert client.reconnects >= 1
+        await wait_for_async(lambda: all_free(user.pk), timeout=5)
+    finally:
+        await client.close()
+        second.stop()
+
+
+async def wait_for_async(condition: Any, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.05)
