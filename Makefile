@@ -34,6 +34,7 @@ test: $(STAMP) $(MCP_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ws_overhead.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/throttle.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

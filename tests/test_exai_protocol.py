@@ -322,3 +322,23 @@ async def test_a_call_that_cannot_get_a_slot_in_time_is_overloaded(token: str, s
     assert holder["request_id"] == "holder" and "outputs" in holder
     assert len(stub.chat_requests()) == 1
     await comm.disconnect()
+
+
+async def test_the_tool_deadline_fires_before_the_servers_reply_deadline(token: str, settings: Any) -> None:
+    settings.EXAI_TOOL_TIMEOUT_S = 0.3  # below the provider's own 25 s: the tool layer must answer
+    comm = await connected(token)
+    frames = await call(comm, "chat", {"prompt": "[[stub:delay=3]]"})
+    assert frames[0]["timeout_s"] > 0.3  # the server's deadline, announced in the ack, sits above
+    assert frames[-1]["error"] == {"code": "timeout", "message": "chat exceeded its deadline of 0.3s."}
+    await comm.disconnect()
+
+
+async def test_health_websocket_reports_connections_throttle_and_circuits(token: str) -> None:
+    from django.test import AsyncClient
+
+    comm = await connected(token)
+    body = (await AsyncClient().get("/health/websocket/")).json()
+    assert body["status"] == "ok" and body["connections"] == 1
+    assert body["throttle"]["providers"]["kimi"] == {"in_use": 0, "waiting": 0, "limit": 6}
+    assert body["circuits"]["kimi"]["state"] == "closed"
+    await comm.disconnect()

@@ -1,0 +1,154 @@
+"""The throttle's own cost, both backends side by side, plus the breaker and the hashes.
+
+Prints, nothing asserted:
+  * acquire+release of one slot, and of a provider call's three (user, global, provider):
+    p50/p99 in microseconds, in-process and Redis on loopback;
+  * a saturation run: 64 workers sharing 4 slots, each holding 5 ms, 20 times:
+    throughput and wait-time percentiles (fairness shows as a tight p99);
+  * circuit-breaker check (admit + record) per call;
+  * xxhash (xxh3_64, xxh3_128) against SHA-256 on 1 MiB and 64 MiB buffers.
+
+    python benchmarks/throttle.py [--redis-url redis://127.0.0.1:6379/0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import percentiles
+
+
+def setup_django(redis_url: str) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exai_site.settings")
+    os.environ["REDIS_URL"] = redis_url
+    os.environ["EXAI_REDIS_PREFIX"] = f"exai-bench-{uuid.uuid4().hex[:8]}"
+    os.environ.setdefault("KIMI_API_KEY", "bench")
+    import django
+
+    django.setup()
+
+
+def backends() -> dict[str, Any]:
+    from tools_app.throttle.local import LocalThrottle
+    from tools_app.throttle.redis import RedisThrottle
+
+    return {"in-process": LocalThrottle(), "redis": RedisThrottle()}
+
+
+async def hold_latency(throttle: Any, rounds: int) -> tuple[list[float], list[float]]:
+    from tools_app.throttle import Pool
+
+    pool = Pool("provider:kimi", 1000)
+    one, three = [], []
+    for i in range(rounds):
+        deadline = time.perf_counter() + 5
+        started = time.perf_counter()
+        async with throttle.hold(pool, deadline):
+            pass
+        one.append((time.perf_counter() - started) * 1e6)
+        started = time.perf_counter()
+        async with throttle.slots(provider="kimi", user_id=i % 16):
+            pass
+        three.append((time.perf_counter() - started) * 1e6)
+    return one, three
+
+
+async def saturation(
+    throttle: Any, workers: int = 64, rounds: int = 20, hold_s: float = 0.005
+) -> tuple[float, list[float]]:
+    from tools_app.throttle import Pool
+
+    pool = Pool(f"provider:saturation-{uuid.uuid4().hex[:6]}", 4)
+    waits: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(rounds):
+            async with throttle.hold(pool, time.perf_counter() + 60) as waited_ms:
+                waits.append(waited_ms)
+                await asyncio.sleep(hold_s)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return workers * rounds / (time.perf_counter() - started), waits
+
+
+async def breaker_cost(rounds: int) -> dict[str, list[float]]:
+    from tools_app.circuit import LocalCircuitBreaker, RedisCircuitBreaker
+
+    results = {}
+    for name, breaker in {"in-process": LocalCircuitBreaker(), "redis": RedisCircuitBreaker()}.items():
+        samples = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            admission = await breaker.admit("kimi", "Kimi", probe_ttl_s=30)
+            await breaker.record("kimi", None, probe=admission.probe)
+            samples.append((time.perf_counter() - started) * 1e6)
+        results[name] = samples
+    return results
+
+
+def hash_throughput() -> list[tuple[str, str, float]]:
+    import xxhash
+
+    rows = []
+    for label, size in (("1 MiB", 1 << 20), ("64 MiB", 64 << 20)):
+        data = os.urandom(size)
+        repeat = max(1, (256 << 20) // size)
+        for name, digest in (
+            ("sha256", lambda b: hashlib.sha256(b).digest()),
+            ("xxh3_64", xxhash.xxh3_64_digest),
+            ("xxh3_128", xxhash.xxh3_128_digest),
+        ):
+            started = time.perf_counter()
+            for _ in range(repeat):
+                digest(data)
+            rows.append((label, name, size * repeat / (time.perf_counter() - started) / (1 << 20)))
+    return rows
+
+
+def fmt(values: list[float]) -> str:
+    p50, p95, p99 = percentiles(values)
+    return f"{p50:9.1f} {p95:9.1f} {p99:9.1f}"
+
+
+async def run(rounds: int) -> None:
+    print("\nacquire + release, microseconds           p50       p95       p99")
+    for name, throttle in backends().items():
+        one, three = await hold_latency(throttle, rounds)
+        print(f"  {name:<12} one slot              {fmt(one)}")
+        print(f"  {name:<12} user+global+provider  {fmt(three)}")
+
+    print("\nsaturation: 64 workers, 4 slots, 5 ms holds   calls/s   wait ms p50       p95       p99")
+    for name, throttle in backends().items():
+        rate, waits = await saturation(throttle)
+        print(f"  {name:<12}                              {rate:8.1f} {fmt(waits)}")
+
+    print("\ncircuit breaker admit + record, microseconds  p50       p95       p99")
+    for name, samples in (await breaker_cost(rounds)).items():
+        print(f"  {name:<12}                          {fmt(samples)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--rounds", type=int, default=3000)
+    args = parser.parse_args()
+    setup_django(args.redis_url)
+    asyncio.run(run(args.rounds))
+    print("\nhash throughput, MiB/s")
+    for label, name, rate in hash_throughput():
+        print(f"  {label:<7} {name:<9} {rate:10.0f}")
+
+
+if __name__ == "__main__":
+    main()
