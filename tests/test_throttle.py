@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for
 from tools_app.throttle import Overloaded, Pool, Throttle
 from tools_app.throttle.local import LocalThrottle
 
@@ -100,15 +101,17 @@ async def test_a_wait_past_the_deadline_is_overloaded_and_leaves_the_queue(throt
 
 async def test_a_call_cancelled_while_queued_or_holding_leaves_nothing_behind(throttle: Throttle) -> None:
     pool = Pool("provider:kimi", 2)
-    started = asyncio.Event()
+    holding = 0
 
     async def hold_forever() -> None:
+        nonlocal holding
         async with throttle.hold(pool, deadline()):
-            started.set()
+            holding += 1
             await asyncio.sleep(60)
 
     holders = [asyncio.ensure_future(hold_forever()) for _ in range(2)]
-    await started.wait()
+    # Both must hold before anyone queues, or a queued acquire could take a free slot and finish.
+    await wait_for(lambda: holding == 2)
     queued = [asyncio.ensure_future(throttle.acquire(pool, deadline())) for _ in range(3)]
     await asyncio.sleep(0.1)
     assert await pool_state(throttle, pool) == (2, 3)
@@ -234,3 +237,50 @@ async def test_a_live_holders_lease_is_renewed_past_its_ttl(settings: Any) -> No
             await other.acquire(pool, deadline(0.2))
     async with other.hold(pool, deadline(1)):
         pass
+
+
+async def test_an_acquire_that_arrives_after_its_abandon_takes_nothing(settings: Any) -> None:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle, _Keys, _tombstone
+
+    settings.REDIS_URL = REDIS_URL
+    throttle = RedisThrottle()
+    pool, keys, lease = Pool("provider:glm", 4), _Keys(Pool("provider:glm", 4)), "late-lease"
+    # The waiter was cancelled and gave back first; its acquire script reaches Redis afterwards.
+    await throttle._give_back(pool, keys, lease, abandoned=True)
+    granted, _, _ = await throttle._acquire(
+        keys=[keys.holders, keys.queue, keys.alive, keys.ticket, _tombstone(lease)],
+        args=[lease, 30_000, pool.limit, 3000, 60],
+    )
+    assert granted == 0
+    assert await pool_state(throttle, pool) == (0, 0)
+
+
+async def test_taking_all_slots_at_once_never_overtakes_a_waiter(settings: Any) -> None:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    from tools_app.throttle.redis import RedisThrottle
+
+    settings.REDIS_URL = REDIS_URL
+    settings.EXAI_MAX_CONCURRENCY = 1
+    throttle = RedisThrottle()
+    everyone = Pool("global", 1)
+    order: list[str] = []
+    holder = await throttle.acquire(everyone, deadline())
+
+    async def queued_first() -> None:
+        async with throttle.hold(everyone, deadline()):
+            order.append("waiter")
+
+    async def call_after() -> None:
+        async with throttle.slots(provider="kimi", user_id=9):
+            order.append("call")
+
+    first = asyncio.ensure_future(queued_first())
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(call_after())
+    await asyncio.sleep(0.05)
+    await throttle.release(everyone, holder)
+    await asyncio.gather(first, second)
+    assert order == ["waiter", "call"]

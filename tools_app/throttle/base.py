@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+
+
+def honour_cancellation() -> None:
+    """Raise if this task has a cancellation pending that an await swallowed.
+
+    On Python 3.11 a cancellation that arrives just as a wake-up, a timeout or a Redis
+    reply does can be lost inside shield/timeout or the client library; the task would
+    then go on to take slots and call a provider for a call nobody wants any more (seen
+    under load). `Task.cancelling()` still counts the request, so check it after the
+    awaits that matter.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Overloaded(Exception):
@@ -60,6 +75,11 @@ def provider_pool(provider: str) -> Pool:
     return Pool(f"provider:{provider}", provider_limit(provider))
 
 
+def call_pools(*, provider: str, user_id: Any) -> list[Pool]:
+    """The slots one provider call holds, in the order they are taken."""
+    return [Pool(f"user:{user_id}", settings.EXAI_USER_MAX_CONCURRENCY), global_pool(), provider_pool(provider)]
+
+
 def provider_pools() -> list[Pool]:
     from tools_app.providers import configured_providers
 
@@ -97,10 +117,11 @@ class Throttle(abc.ABC):
         """Hold the caller's user slot, then a global slot, then one of `provider`, for the body."""
         waits = SlotWaits()
         deadline = time.perf_counter() + settings.EXAI_QUEUE_TIMEOUT_S
+        user, everyone, provider_slots = call_pools(provider=provider, user_id=user_id)
         async with (
-            self.hold(Pool(f"user:{user_id}", settings.EXAI_USER_MAX_CONCURRENCY), deadline) as waits.user_ms,
-            self.hold(global_pool(), deadline) as waits.global_ms,
-            self.hold(provider_pool(provider), deadline) as waits.provider_ms,
+            self.hold(user, deadline) as waits.user_ms,
+            self.hold(everyone, deadline) as waits.global_ms,
+            self.hold(provider_slots, deadline) as waits.provider_ms,
         ):
             yield waits
 

@@ -24,28 +24,43 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from django.conf import settings
 
 from tools_app.redis_client import get_redis, redis_key
-from tools_app.throttle.base import Overloaded, Pool, Throttle, global_pool, provider_pools
+from tools_app.throttle.base import (
+    Overloaded,
+    Pool,
+    SlotWaits,
+    Throttle,
+    call_pools,
+    global_pool,
+    honour_cancellation,
+    provider_pools,
+)
 
 logger = logging.getLogger(__name__)
 
 WAITER_TTL_MS = 3000
 POLL_NEAR_S = 0.25  # waiters that could be next
 POLL_FAR_S = 1.0  # waiters further back (well inside WAITER_TTL_MS)
+TOMBSTONE_TTL_MS = 60_000  # far longer than any command can be in flight
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: holders, queue, alive, ticket   ARGV: lease, lease ttl ms, limit, waiter ttl ms, key ttl s
+# KEYS: holders, queue, alive, ticket, tombstone   ARGV: lease, lease ttl ms, limit, waiter ttl ms, key ttl s
 ACQUIRE = (
     _NOW
     + """
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return {0, 0, 0}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
 for i = 1, #dead do
@@ -74,6 +89,18 @@ return {acquired, rank, ticket}
 """
 )
 
+# A waiter interrupted mid-acquire gives back through this: its acquire script may still
+# be on its way on another connection, so it leaves a tombstone the script will honour.
+# KEYS: holders, queue, alive, channel, tombstone   ARGV: lease, pool name, tombstone ttl ms
+ABANDON = """
+redis.call('SET', KEYS[5], 1, 'PX', ARGV[3])
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if held == 1 then redis.call('PUBLISH', KEYS[4], ARGV[2]) end
+return held
+"""
+
 # KEYS: holders, queue, alive, channel   ARGV: lease, pool name
 RELEASE = """
 local held = redis.call('ZREM', KEYS[1], ARGV[1])
@@ -81,6 +108,50 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if held == 1 then redis.call('PUBLISH', KEYS[4], ARGV[2]) end
 return held
+"""
+
+# The fast path of a provider call: all of its pools at once, in one round trip, but only
+# when none of them has anyone queued (so it can never overtake a waiter).
+# KEYS: (holders, queue, alive) per pool, then the tombstone
+# ARGV: lease ttl ms, key ttl s, then (lease, limit) per pool
+ACQUIRE_ALL = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
+local pools = (#KEYS - 1) / 3
+for p = 0, pools - 1 do
+  local holders, queue, alive = KEYS[p * 3 + 1], KEYS[p * 3 + 2], KEYS[p * 3 + 3]
+  redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
+  local dead = redis.call('ZRANGEBYSCORE', alive, '-inf', now)
+  for i = 1, #dead do
+    redis.call('ZREM', queue, dead[i])
+    redis.call('ZREM', alive, dead[i])
+  end
+  if redis.call('ZCARD', queue) > 0 or redis.call('ZCARD', holders) >= tonumber(ARGV[p * 2 + 4]) then
+    return 0
+  end
+end
+for p = 0, pools - 1 do
+  local holders = KEYS[p * 3 + 1]
+  redis.call('ZADD', holders, now + tonumber(ARGV[1]), ARGV[p * 2 + 3])
+  redis.call('EXPIRE', holders, ARGV[2])
+end
+return 1
+"""
+)
+
+# KEYS: (holders, queue, alive) per pool, the channel, the tombstone
+# ARGV: tombstone ttl ms (0: none), then (lease, pool name) per pool
+RELEASE_ALL = """
+if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[#KEYS], 1, 'PX', ARGV[1]) end
+local pools = (#KEYS - 2) / 3
+for p = 0, pools - 1 do
+  local held = redis.call('ZREM', KEYS[p * 3 + 1], ARGV[p * 2 + 2])
+  redis.call('ZREM', KEYS[p * 3 + 2], ARGV[p * 2 + 2])
+  redis.call('ZREM', KEYS[p * 3 + 3], ARGV[p * 2 + 2])
+  if held == 1 then redis.call('PUBLISH', KEYS[#KEYS - 1], ARGV[p * 2 + 3]) end
+end
+return 1
 """
 
 # KEYS: holders...   ARGV: lease ttl ms, key ttl s, lease...  (KEYS[i] pairs with ARGV[i + 2])
@@ -110,16 +181,8 @@ return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', 
 )
 
 
-def _honour_cancellation() -> None:
-    """Raise if this task has a cancellation pending that an await swallowed.
-
-    On Python 3.11 a cancellation that arrives just as a wake-up or a timeout does can be
-    lost inside shield/timeout; a waiter would then take a slot for a call nobody wants
-    any more (seen under load). `Task.cancelling()` still counts the request.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+def _tombstone(lease: str) -> str:
+    return redis_key("sem", "abandoned", lease)
 
 
 class _Keys:
@@ -195,7 +258,10 @@ class RedisThrottle(Throttle):
         self.channel = redis_key("sem", "released")
         self._acquire = self.redis.register_script(ACQUIRE)
         self._release = self.redis.register_script(RELEASE)
+        self._abandon = self.redis.register_script(ABANDON)
         self._count = self.redis.register_script(COUNT)
+        self._acquire_all = self.redis.register_script(ACQUIRE_ALL)
+        self._release_all = self.redis.register_script(RELEASE_ALL)
         # pool -> this process's waiters, each with its ticket (its place in the Redis queue)
         self._waiters: dict[str, dict[asyncio.Future[None], float]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -223,10 +289,10 @@ class RedisThrottle(Throttle):
         try:
             while True:
                 granted, rank, ticket = await self._acquire(
-                    keys=[keys.holders, keys.queue, keys.alive, keys.ticket],
+                    keys=[keys.holders, keys.queue, keys.alive, keys.ticket, _tombstone(lease)],
                     args=[lease, self.lease_ttl_ms, pool.limit, WAITER_TTL_MS, self.key_ttl_s],
                 )
-                _honour_cancellation()
+                honour_cancellation()
                 if granted:
                     _keeper.add(lease, keys.holders)
                     return lease
@@ -240,24 +306,82 @@ class RedisThrottle(Throttle):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(poll, remaining)):
                         await asyncio.shield(wakeup)
-                _honour_cancellation()
+                honour_cancellation()
         except BaseException:
             # Cancelled, timed out or failed while queued (or just as the slot was granted):
             # leave the queue and give back anything granted, so nothing is held for nobody.
-            await self._give_back(pool, keys, lease)
+            await self._give_back(pool, keys, lease, abandoned=True)
             raise
         finally:
             waiters.pop(wakeup, None)
             if not waiters:
                 self._waiters.pop(pool.name, None)
 
+    @asynccontextmanager
+    async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
+        """All three slots in one round trip when nobody waits for any of them; else in turn, fairly."""
+        pools = call_pools(provider=provider, user_id=user_id)
+        keys = [_Keys(pool) for pool in pools]
+        base = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
+        leases = [f"{base}-{index}" for index in range(len(pools))]
+        try:
+            granted = await self._acquire_all(
+                keys=[*[key for k in keys for key in (k.holders, k.queue, k.alive)], _tombstone(base)],
+                args=[
+                    self.lease_ttl_ms,
+                    self.key_ttl_s,
+                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
+                ],
+            )
+            honour_cancellation()
+        except BaseException:
+            # The script may still be on its way: give back, and leave a tombstone it will honour.
+            await self._give_back_all(pools, keys, leases, tombstone=base)
+            raise
+        if not granted:
+            async with super().slots(provider=provider, user_id=user_id) as waits:
+                yield waits
+            return
+        for lease, key in zip(leases, keys, strict=True):
+            _keeper.add(lease, key.holders)
+        try:
+            yield SlotWaits()
+        finally:
+            await self._give_back_all(pools, keys, leases)
+
+    async def _give_back_all(
+        self, pools: list[Pool], keys: list[_Keys], leases: list[str], *, tombstone: str | None = None
+    ) -> None:
+        for lease in leases:
+            _keeper.discard(lease)
+        try:
+            await self._release_all(
+                keys=[
+                    *[key for k in keys for key in (k.holders, k.queue, k.alive)],
+                    self.channel,
+                    _tombstone(tombstone or leases[0]),
+                ],
+                args=[
+                    TOMBSTONE_TTL_MS if tombstone else 0,
+                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.name)],
+                ],
+            )
+        except Exception:
+            logger.warning("could not release slots; they expire by themselves", exc_info=True)
+
     async def release(self, pool: Pool, handle: Any) -> None:
         await self._give_back(pool, _Keys(pool), handle)
 
-    async def _give_back(self, pool: Pool, keys: _Keys, lease: str) -> None:
+    async def _give_back(self, pool: Pool, keys: _Keys, lease: str, *, abandoned: bool = False) -> None:
         _keeper.discard(lease)
         try:
-            await self._release(keys=[keys.holders, keys.queue, keys.alive, self.channel], args=[lease, pool.name])
+            if abandoned:
+                await self._abandon(
+                    keys=[keys.holders, keys.queue, keys.alive, self.channel, _tombstone(lease)],
+                    args=[lease, pool.name, TOMBSTONE_TTL_MS],
+                )
+            else:
+                await self._release(keys=[keys.holders, keys.queue, keys.alive, self.channel], args=[lease, pool.name])
         except Exception:
             # The lease will expire by itself within EXAI_LEASE_TTL_S.
             logger.warning("could not release %s slot; it expires by itself", pool.name, exc_info=True)

@@ -14,6 +14,7 @@ from tools_app.circuit import get_circuit_breaker
 from tools_app.providers import ChatResult, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
+from tools_app.throttle.base import honour_cancellation
 
 TextCallback = Callable[[str], Awaitable[None]]
 
@@ -88,6 +89,7 @@ class CallContext:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
+            honour_cancellation()  # never start a provider request for a call that was cancelled
             started = time.perf_counter()
             try:
                 return await provider.chat(
