@@ -65,6 +65,27 @@ def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
     return provider_stub
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_settings(settings: Any) -> Any:
+    """Settings pointing at the local Redis; the test is skipped where there is none."""
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    settings.REDIS_URL = REDIS_URL
+    return settings
+
+
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(username="alice", password="alice-password-123")

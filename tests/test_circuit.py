@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from tests.helpers import call, connected
-from tests.test_throttle import REDIS_URL, redis_available
 from tools_app.circuit import CircuitBreaker, LocalCircuitBreaker, RedisCircuitBreaker
 from tools_app.providers import ProviderError
 
@@ -19,9 +18,7 @@ BAD_REQUEST = ProviderError("your fault", status=400)
 async def breaker(request: Any, settings: Any) -> AsyncIterator[CircuitBreaker]:
     settings.EXAI_CIRCUIT_COOLDOWN_S = 0.3
     if request.param == "redis":
-        if not redis_available():
-            pytest.skip("no Redis at 127.0.0.1:6379")
-        settings.REDIS_URL = REDIS_URL
+        request.getfixturevalue("redis_settings")
         yield RedisCircuitBreaker()
     else:
         yield LocalCircuitBreaker()

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.conftest import ServerProcess, database_url, provider_env
+from tests.conftest import REDIS_URL, ServerProcess, database_url, provider_env
 from tests.helpers import wait_for
-from tests.test_throttle import REDIS_URL, redis_available
 from tools_app.client import ExaiClient
 from tools_app.throttle import Pool
 from tools_app.throttle.redis import RedisThrottle
@@ -22,12 +21,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
 @pytest.fixture
-def cluster_env(stub: Any, settings: Any) -> dict[str, str]:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+def cluster_env(stub: Any, redis_settings: Any) -> dict[str, str]:
+    settings = redis_settings
     prefix = f"exai-cluster-{uuid.uuid4().hex[:8]}"
     # The test process reads the same Redis keys as the servers.
-    settings.REDIS_URL, settings.EXAI_REDIS_PREFIX = REDIS_URL, prefix
+    settings.EXAI_REDIS_PREFIX = prefix
     return {
         **provider_env(stub),
         "DATABASE_URL": database_url(),

@@ -11,28 +11,15 @@ from tests.helpers import wait_for
 from tools_app.throttle import Overloaded, Pool, Throttle
 from tools_app.throttle.local import LocalThrottle
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
 
 @pytest.fixture(params=["local", "redis"])
-async def throttle(request: Any, settings: Any) -> AsyncIterator[Throttle]:
+async def throttle(request: Any) -> AsyncIterator[Throttle]:
     if request.param == "local":
         yield LocalThrottle()
         return
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+    request.getfixturevalue("redis_settings")
     from tools_app.throttle.redis import RedisThrottle
 
-    settings.REDIS_URL = REDIS_URL
     yield RedisThrottle()
 
 
@@ -181,12 +168,10 @@ async def test_turns_of_one_conversation_run_one_at_a_time_in_order(throttle: Th
     assert log == [f"{edge} {i}" for i in range(4) for edge in ("start", "end")]
 
 
-async def test_two_redis_throttles_share_one_exact_limit(settings: Any) -> None:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_settings")
+async def test_two_redis_throttles_share_one_exact_limit() -> None:
     from tools_app.throttle.redis import RedisThrottle
 
-    settings.REDIS_URL = REDIS_URL
     first, second = RedisThrottle(), RedisThrottle()  # as two processes would
     pool = Pool("provider:kimi", 4)
     running = peak = 0
@@ -203,12 +188,10 @@ async def test_two_redis_throttles_share_one_exact_limit(settings: Any) -> None:
     assert peak == 4
 
 
-async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(settings: Any) -> None:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(redis_settings: Any) -> None:
+    settings = redis_settings
     from tools_app.throttle.redis import RedisThrottle
 
-    settings.REDIS_URL = REDIS_URL
     settings.EXAI_LEASE_TTL_S = 1.0
     from tools_app.throttle.redis import _keeper
 
@@ -222,12 +205,10 @@ async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(settings: Any
     assert 0.5 < waited < 2.5
 
 
-async def test_a_live_holders_lease_is_renewed_past_its_ttl(settings: Any) -> None:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def test_a_live_holders_lease_is_renewed_past_its_ttl(redis_settings: Any) -> None:
+    settings = redis_settings
     from tools_app.throttle.redis import RedisThrottle
 
-    settings.REDIS_URL = REDIS_URL
     settings.EXAI_LEASE_TTL_S = 0.6
     holder, other = RedisThrottle(), RedisThrottle()
     pool = Pool("provider:kimi", 1)
@@ -239,12 +220,10 @@ async def test_a_live_holders_lease_is_renewed_past_its_ttl(settings: Any) -> No
         pass
 
 
-async def test_an_acquire_that_arrives_after_its_abandon_takes_nothing(settings: Any) -> None:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_settings")
+async def test_an_acquire_that_arrives_after_its_abandon_takes_nothing() -> None:
     from tools_app.throttle.redis import RedisThrottle, _Keys, _tombstone
 
-    settings.REDIS_URL = REDIS_URL
     throttle = RedisThrottle()
     pool, keys, lease = Pool("provider:glm", 4), _Keys(Pool("provider:glm", 4)), "late-lease"
     # The waiter was cancelled and gave back first; its acquire script reaches Redis afterwards.
@@ -257,12 +236,10 @@ async def test_an_acquire_that_arrives_after_its_abandon_takes_nothing(settings:
     assert await pool_state(throttle, pool) == (0, 0)
 
 
-async def test_taking_all_slots_at_once_never_overtakes_a_waiter(settings: Any) -> None:
-    if not redis_available():
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def test_taking_all_slots_at_once_never_overtakes_a_waiter(redis_settings: Any) -> None:
+    settings = redis_settings
     from tools_app.throttle.redis import RedisThrottle
 
-    settings.REDIS_URL = REDIS_URL
     settings.EXAI_MAX_CONCURRENCY = 1
     throttle = RedisThrottle()
     everyone = Pool("global", 1)

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.providers.base import ProviderError
-from tools_app.redis_client import get_redis, redis_key
+from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -144,14 +144,9 @@ class LocalCircuitBreaker(CircuitBreaker):
         return result
 
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
 # KEYS: state hash   ARGV: probe ttl ms   ->  {allowed, probe, retry_in_ms}
 ADMIT = (
-    _NOW
+    LUA_NOW_MS
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'closed' then return {1, 0, 0} end
@@ -167,7 +162,7 @@ return {1, 1, 0}
 # KEYS: state hash, calls zset, failures zset
 # ARGV: member, failed, at_once, retry_after_ms, probe, window_ms, min_calls, ratio, cooldown_ms
 RECORD = (
-    _NOW
+    LUA_NOW_MS
     + """
 local window = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
@@ -194,7 +189,7 @@ return 1
 
 # KEYS: state hash, calls zset, failures zset   ->  {state, open_until - now, calls, failures}
 PEEK = (
-    _NOW
+    LUA_NOW_MS
     + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or 0)

@@ -8,6 +8,12 @@ from typing import Any
 
 from django.conf import settings
 
+# Lua prologue for scripts that need the time: Redis's own clock, shared by every process.
+LUA_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 

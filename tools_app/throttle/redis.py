@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tools_app.redis_client import get_redis, redis_key
+from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
 from tools_app.throttle.base import (
     Overloaded,
     Pool,
@@ -49,14 +49,10 @@ POLL_NEAR_S = 0.25  # waiters that could be next
 POLL_FAR_S = 1.0  # waiters further back (well inside WAITER_TTL_MS)
 TOMBSTONE_TTL_MS = 60_000  # far longer than any command can be in flight
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
 
 # KEYS: holders, queue, alive, ticket, tombstone   ARGV: lease, lease ttl ms, limit, waiter ttl ms, key ttl s
 ACQUIRE = (
-    _NOW
+    LUA_NOW_MS
     + """
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return {0, 0, 0}
@@ -115,7 +111,7 @@ return held
 # KEYS: (holders, queue, alive) per pool, then the tombstone
 # ARGV: lease ttl ms, key ttl s, then (lease, limit) per pool
 ACQUIRE_ALL = (
-    _NOW
+    LUA_NOW_MS
     + """
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 local pools = (#KEYS - 1) / 3
@@ -156,7 +152,7 @@ return 1
 
 # KEYS: holders...   ARGV: lease ttl ms, key ttl s, lease...  (KEYS[i] pairs with ARGV[i + 2])
 RENEW = (
-    _NOW
+    LUA_NOW_MS
     + """
 local lost = {}
 for i = 1, #KEYS do
@@ -174,7 +170,7 @@ return lost
 
 # KEYS: holders, alive
 COUNT = (
-    _NOW
+    LUA_NOW_MS
     + """
 return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}
 """
