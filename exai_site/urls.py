@@ -8,4 +8,5 @@ urlpatterns = [
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
     path("", include("tools_app.urls")),
+    path("", include("metrics_app.urls")),
 ]

@@ -5,14 +5,12 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.http import HttpRequest, JsonResponse
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tools_app.lifecycle import get_lifecycle
-from tools_app.services import health_snapshot, shutting_down_outcome, tool_call, tool_descriptors
+from tools_app.services import shutting_down_outcome, tool_call, tool_descriptors
 
 # How each error code of a tool call maps to an HTTP status.
 HTTP_STATUS = {
@@ -57,19 +55,3 @@ class ToolCallView(APIView):
         error = outcome.get("error")
         status = HTTP_STATUS.get(error["code"], 500) if error else 200
         return Response(outcome, status=status)
-
-
-async def websocket_health(request: HttpRequest) -> JsonResponse:
-    """GET /health/websocket/: open sockets and calls of this process, throttle and circuits.
-
-    Unauthenticated like the other health endpoints, for load balancers and operators;
-    it holds counts and states, nothing of any user's.
-    """
-    lifecycle = get_lifecycle()
-    body = {
-        "status": "draining" if lifecycle.draining else "ok",
-        "connections": len(lifecycle.sockets),
-        "calls_in_flight": len(lifecycle.calls),
-        **await health_snapshot(),
-    }
-    return JsonResponse(body, status=503 if lifecycle.draining else 200)

@@ -6,5 +6,4 @@ urlpatterns = [
     path("api/tools/", api.ToolListView.as_view(), name="tool-list"),
     path("api/tools/<str:name>/call/", api.ToolCallView.as_view(), name="tool-call"),
     path("mcp", mcp_http.mcp_endpoint, name="mcp"),
-    path("health/websocket/", api.websocket_health, name="health-websocket"),
 ]
