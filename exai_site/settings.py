@@ -139,11 +139,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("EXAI_LOG_LEVEL", "INFO").upper()},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Every ERROR record becomes an error occurrence (errors_app), with recent lines as context.
+        "errors": {"()": "errors_app.capture.ErrorCaptureHandler"},
+        "recent": {"()": "errors_app.capture.RecentLinesHandler"},
+    },
+    "root": {"handlers": ["console", "errors", "recent"], "level": env_str("EXAI_LOG_LEVEL", "INFO").upper()},
     "loggers": {
         # One handler for Django's messages too (its default adds a second in DEBUG).
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django": {"handlers": ["console", "errors", "recent"], "level": "INFO", "propagate": False},
         # The SDKs log request bodies (prompts, file contents) at DEBUG: keep them quiet.
         "openai": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
@@ -201,6 +206,16 @@ EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
+
+# --- Errors ------------------------------------------------------------------
+# Occurrences are written in batches this long after the first one of a batch.
+EXAI_ERROR_FLUSH_S = env_float("EXAI_ERROR_FLUSH_S", 0.5, minimum=0.0)
+# Investigate an error once it has occurred this many times (a regression always is).
+EXAI_INVESTIGATE_AFTER = env_int("EXAI_INVESTIGATE_AFTER", 1, minimum=1)
+EXAI_INVESTIGATOR_MODEL = env_str("EXAI_INVESTIGATOR_MODEL", "kimi-k2-turbo-preview")
+# Escalating: this hour's occurrences above FACTOR x the hourly average plus MIN.
+EXAI_ESCALATION_FACTOR = env_float("EXAI_ESCALATION_FACTOR", 5.0, minimum=1.0)
+EXAI_ESCALATION_MIN = env_int("EXAI_ESCALATION_MIN", 20, minimum=1)
 
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)

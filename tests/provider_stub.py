@@ -9,6 +9,7 @@ shape the answer, so a test says what it needs right in its prompt:
     [[stub:status=503]]      answer with that HTTP status and an error body
     [[stub:fail_first=2]]    fail the first N attempts of this prompt with 500, then answer
     [[stub:retry_after=3]]   with status=429, send a Retry-After header
+    [[stub:bad_json=yes]]    when asked for a JSON object (response_format), answer prose instead
 
 The key `bad-key` is refused with 401. Everything it saw is in `requests`; it also
 counts requests in flight and the most ever in flight at once.
@@ -143,6 +144,8 @@ class ProviderStub:
                 return
             model = payload.get("model", "unknown")
             reply = f"stub reply from {model}: {_DIRECTIVE.sub('', last_text).strip()} (saw {len(messages)} messages)"
+            if (payload.get("response_format") or {}).get("type") == "json_object":
+                reply = _json_answer(last_text, directives)
             usage = {
                 "prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1,
                 "completion_tokens": len(reply) // 4 + 1,
@@ -265,6 +268,22 @@ class ProviderStub:
             )
         else:
             await _json(send, 200, _public(self.files[file_id]))
+
+
+def _json_answer(prompt: str, directives: dict[str, str]) -> str:
+    """What a model asked for a JSON object answers (or, with bad_json=yes, fails to)."""
+    if directives.get("bad_json") == "yes":
+        return "I think the problem is probably the network, but I am not sure."
+    first_line = _DIRECTIVE.sub("", prompt).strip().splitlines()[0] if prompt.strip() else ""
+    return json.dumps(
+        {
+            "root_cause": f"stub analysis of {first_line}",
+            "evidence": ["the stack trace ends in the named location"],
+            "fix_steps": ["handle the failing case", "add a regression test"],
+            "code_suggestion": "try:\n    ...\nexcept SomeError:\n    ...",
+            "confidence": "medium",
+        }
+    )
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:

@@ -27,10 +27,16 @@ logger = logging.getLogger(__name__)
 
 CLOSE_SERVICE_RESTART = 1012
 _flush_hooks: list[Callable[[], Awaitable[None]]] = []
+_loop_hooks: list[Callable[[asyncio.AbstractEventLoop], None]] = []
 
 
 class Closable(Protocol):
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None: ...
+
+
+def on_new_loop(hook: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Register a function to call with each event loop the server starts serving on."""
+    _loop_hooks.append(hook)
 
 
 def on_shutdown(hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -112,4 +118,6 @@ def get_lifecycle() -> Lifecycle:
     lifecycle = _lifecycles.get(loop)
     if lifecycle is None:
         lifecycle = _lifecycles[loop] = Lifecycle(loop)
+        for hook in _loop_hooks:
+            hook(loop)
     return lifecycle

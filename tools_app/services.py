@@ -12,6 +12,7 @@ import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from errors_app.capture import call_context
 from tools_app.circuit import get_circuit_breaker
 from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
@@ -103,6 +104,7 @@ async def tool_call(
     task = asyncio.current_task()
     if task is not None:
         lifecycle.track(task)
+    context_token = call_context.set({"tool": name, "request_id": request_id, "user_id": getattr(user, "pk", None)})
     try:
         tool = REGISTRY.get(name) if isinstance(name, str) else None
         if tool is None:
@@ -127,6 +129,7 @@ async def tool_call(
         logger.exception("tool %s failed (request %s)", name, request_id)
         return error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
     finally:
+        call_context.reset(context_token)
         if task is not None:
             lifecycle.untrack(task)
 

@@ -105,15 +105,23 @@ class Provider(abc.ABC):
         temperature: float | None,
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
+        response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
-        """Run one chat completion, streaming deltas to `on_delta`; raise ProviderError on failure."""
+        """Run one chat completion, streaming deltas to `on_delta`; raise ProviderError on failure.
+
+        `response_format` is passed through as the APIs define it, e.g. {"type": "json_object"}.
+        """
 
     def timed_out(self) -> ProviderError:
         return ProviderError(f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True)
 
     @staticmethod
     def request_body(
-        model: str, messages: list[ChatMessage], temperature: float | None, max_tokens: int | None
+        model: str,
+        messages: list[ChatMessage],
+        temperature: float | None,
+        max_tokens: int | None,
+        response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The chat-completions body both APIs take, always streamed."""
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
@@ -121,6 +129,8 @@ class Provider(abc.ABC):
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if response_format is not None:
+            body["response_format"] = response_format
         return body
 
     def unavailable(self) -> ProviderError:

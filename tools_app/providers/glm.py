@@ -86,13 +86,14 @@ class GlmProvider(Provider):
         temperature: float | None,
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
+        response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         state: dict[str, Any] = {}
         result = ChatResult(text="", model=model)
-        kwargs = self.request_body(model, messages, temperature, max_tokens)
+        kwargs = self.request_body(model, messages, temperature, max_tokens, response_format)
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)

@@ -62,11 +62,12 @@ class OpenAICompatibleProvider(Provider):
         temperature: float | None,
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
+        response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
         started = time.perf_counter()
         parts: list[str] = []
         result = ChatResult(text="", model=model)
-        body = self.request_body(model, messages, temperature, max_tokens)
+        body = self.request_body(model, messages, temperature, max_tokens, response_format)
         if extra := self.extra_body(model):
             body.update(extra)
         try:

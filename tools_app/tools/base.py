@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from errors_app.capture import call_context, capture_exception
 from tools_app.circuit import get_circuit_breaker
 from tools_app.providers import ChatResult, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage
@@ -67,11 +68,13 @@ class CallContext:
         are given back, so the breaker's round trip never holds capacity.
         """
         provider = resolved.provider
+        call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": resolved.spec.name})
         breaker = get_circuit_breaker()
         admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
         try:
             result = await self._call_in_slots(resolved, messages, temperature, max_tokens)
         except ProviderError as exc:
+            capture_exception(exc, context={"status": exc.status, "retryable": exc.retryable})
             await breaker.record(provider.name, exc, probe=admission.probe)
             raise
         await breaker.record(provider.name, None, probe=admission.probe)

@@ -1,0 +1,84 @@
+"""What makes two errors the same one, and what must never be stored: normalising and scrubbing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from django.conf import settings
+
+# Volatile parts of a message, replaced so "user 7 not found" and "user 8 not found" are one error.
+_VOLATILE = [
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<addr>"),
+    (re.compile(r"(?:" + re.escape(tempfile.gettempdir()) + r"|/tmp|/var/tmp)/\S*"), "<tmp>"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+    (re.compile(r"\b\d+(?:\.\d+)?\b"), "<n>"),
+]
+
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)\bbearer\s+[\w.\-~+/]+=*"),
+    re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+"),  # JWTs
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # provider API keys
+    re.compile(r"(?i)\b(api[_-]?key|token|password|secret)\s*[=:]\s*\S+"),
+]
+_SECRET_KEYS = re.compile(r"(?i)(authorization|api[_-]?key|token|password|secret|cookie)")
+REDACTED = "<redacted>"
+
+
+def normalize_message(message: str) -> str:
+    for pattern, replacement in _VOLATILE:
+        message = pattern.sub(replacement, message)
+    return message[:2000]
+
+
+def _configured_secrets() -> list[str]:
+    values = [settings.KIMI_API_KEY, settings.GLM_API_KEY, settings.LOCAL_API_KEY, settings.SECRET_KEY]
+    return [value for value in values if value and len(value) >= 6 and value != "not-needed"]
+
+
+def scrub(value: Any) -> Any:
+    """A copy of `value` with API keys, tokens and passwords replaced, in strings, lists and dicts."""
+    if isinstance(value, str):
+        for secret in _configured_secrets():
+            value = value.replace(secret, REDACTED)
+        for pattern in _SECRET_PATTERNS:
+            value = pattern.sub(REDACTED, value)
+        return value
+    if isinstance(value, dict):
+        return {key: REDACTED if _SECRET_KEYS.search(str(key)) else scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item) for item in value]
+    return value
+
+
+def _project_file(filename: str) -> str | None:
+    path = Path(filename)
+    try:
+        relative = path.resolve().relative_to(settings.BASE_DIR)
+    except ValueError:
+        return None
+    if relative.parts and relative.parts[0].startswith((".venv", "venv", "site-packages")):
+        return None
+    return relative.as_posix()
+
+
+def innermost_project_frame(tb: TracebackType | None) -> str:
+    """`path/in/project.py in function` of the deepest frame that is this project's code."""
+    found = "unknown"
+    for frame, _ in traceback.walk_tb(tb):
+        relative = _project_file(frame.f_code.co_filename)
+        if relative is not None:
+            # No line number: an error keeps its identity when unrelated lines move.
+            found = f"{relative} in {frame.f_code.co_name}"
+    return found
+
+
+def fingerprint(error_type: str, normalized_message: str, location: str) -> str:
+    return hashlib.sha256(f"{error_type}\x00{normalized_message}\x00{location}".encode()).hexdigest()
