@@ -8,8 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exai_site.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from errors_app.consumers import BackgroundWorker  # noqa: E402
+from errors_app.routing import websocket_urlpatterns as errors_websockets  # noqa: E402
 from exai_site import daphne_limits  # noqa: E402
 from exai_site.auth import JwtAuthMiddleware  # noqa: E402
 from tools_app.routing import websocket_urlpatterns as tools_websockets  # noqa: E402
@@ -19,6 +21,8 @@ daphne_limits.install()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": JwtAuthMiddleware(URLRouter([*tools_websockets])),
+        "websocket": JwtAuthMiddleware(URLRouter([*tools_websockets, *errors_websockets])),
+        # `manage.py runworker exai.background` (with Redis): AI investigations off the request path.
+        "channel": ChannelNameRouter({"exai.background": BackgroundWorker.as_asgi()}),
     }
 )

@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
     path("", include("tools_app.urls")),
     path("", include("metrics_app.urls")),
+    path("", include("errors_app.urls")),
 ]

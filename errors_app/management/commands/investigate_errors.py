@@ -1,0 +1,42 @@
+"""Run AI investigations of captured errors now, in this process."""
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from errors_app.models import ErrorInvestigation
+from errors_app.services import error_investigate, error_mark_for_investigation
+
+
+class Command(BaseCommand):
+    help = "Investigate errors with the investigator model: the pending and failed ones, or one by id."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--pending", action="store_true", help="Every pending or failed error.")
+        parser.add_argument("--id", type=int, dest="error_id", help="One error, even if investigated before.")
+        parser.add_argument("--dry-run", action="store_true", help="List what would be investigated.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        ids = self.selected(pending=options["pending"], error_id=options["error_id"])
+        for index, error_id in enumerate(ids, start=1):
+            if options["dry_run"]:
+                self.stdout.write(f"would investigate error {error_id}")
+                continue
+            if options["error_id"]:
+                error_mark_for_investigation(error_id=error_id)
+            ok = async_to_sync(error_investigate)(error_id=error_id)
+            status = ErrorInvestigation.objects.values_list("status", flat=True).get(pk=error_id)
+            style = self.style.SUCCESS if ok else self.style.WARNING
+            if options["verbosity"] >= 1:
+                self.stdout.write(style(f"[{index}/{len(ids)}] error {error_id}: {status}"))
+
+    def selected(self, *, pending: bool, error_id: int | None) -> list[int]:
+        if error_id is not None:
+            if not ErrorInvestigation.objects.filter(pk=error_id).exists():
+                raise CommandError(f"no error with id {error_id}")
+            return [error_id]
+        if not pending:
+            raise CommandError("say which: --pending or --id N")
+        statuses = [ErrorInvestigation.Status.PENDING, ErrorInvestigation.Status.FAILED]
+        return list(ErrorInvestigation.objects.filter(status__in=statuses).order_by("pk").values_list("pk", flat=True))
