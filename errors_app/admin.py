@@ -55,7 +55,7 @@ class ErrorInvestigationAdmin(admin.ModelAdmin):
     search_fields = ["error_message", "error_type", "location", "error_hash"]
     ordering = ["-last_occurrence_at"]
     actions = ["resolve", "reopen", "ignore", "reinvestigate"]
-    fields = DETAIL_FIELDS = [
+    fields = DETAIL_FIELDS = (
         "error_type",
         "error_message",
         "location",
@@ -74,8 +74,8 @@ class ErrorInvestigationAdmin(admin.ModelAdmin):
         "stack_trace",
         "context",
         "error_hash",
-    ]
-    readonly_fields = [name for name in DETAIL_FIELDS if name != "resolution_notes"]
+    )
+    readonly_fields = tuple(name for name in DETAIL_FIELDS if name != "resolution_notes")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # errors are captured, not typed in
