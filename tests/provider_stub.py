@@ -48,6 +48,7 @@ class ProviderStub:
         self.in_flight = 0
         self.max_in_flight = 0
         self.aborted = 0
+        self.bad_json_answers = 0  # the next N JSON answers come back as prose
         self._attempts: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._server: Any = None
@@ -89,7 +90,7 @@ class ProviderStub:
         self.requests.clear()
         self.files.clear()
         self._attempts.clear()
-        self.in_flight = self.max_in_flight = self.aborted = 0
+        self.in_flight = self.max_in_flight = self.aborted = self.bad_json_answers = 0
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["kind"] == "chat"]
@@ -145,7 +146,9 @@ class ProviderStub:
             model = payload.get("model", "unknown")
             reply = f"stub reply from {model}: {_DIRECTIVE.sub('', last_text).strip()} (saw {len(messages)} messages)"
             if (payload.get("response_format") or {}).get("type") == "json_object":
-                reply = _json_answer(last_text, directives)
+                spoil = self.bad_json_answers > 0
+                self.bad_json_answers -= int(spoil)
+                reply = _json_answer(last_text, {**directives, "bad_json": "yes"} if spoil else directives)
             usage = {
                 "prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1,
                 "completion_tokens": len(reply) // 4 + 1,

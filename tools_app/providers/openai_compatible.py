@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import cached_property
+import weakref
 from typing import Any
 
 import openai
@@ -40,16 +40,22 @@ class OpenAICompatibleProvider(Provider):
     base_url: str
     api_key: str
 
-    @cached_property
+    @property
     def client(self) -> openai.AsyncOpenAI:
+        """This event loop's client: its connection pool belongs to the loop that opened it."""
         from django.conf import settings
 
-        return openai.AsyncOpenAI(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=self.timeout_s,
-            max_retries=settings.EXAI_PROVIDER_MAX_RETRIES,
-        )
+        loop = asyncio.get_running_loop()
+        clients = self.__dict__.setdefault("_clients", weakref.WeakKeyDictionary())
+        client = clients.get(loop)
+        if client is None:
+            client = clients[loop] = openai.AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                max_retries=settings.EXAI_PROVIDER_MAX_RETRIES,
+            )
+        return client
 
     def extra_body(self, model: str) -> dict[str, Any] | None:
         return None

@@ -19,16 +19,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ids = self.selected(pending=options["pending"], error_id=options["error_id"])
-        for index, error_id in enumerate(ids, start=1):
-            if options["dry_run"]:
+        if options["dry_run"]:
+            for error_id in ids:
                 self.stdout.write(f"would investigate error {error_id}")
-                continue
-            if options["error_id"]:
-                error_mark_for_investigation(error_id=error_id)
-            ok = async_to_sync(error_investigate)(error_id=error_id)
-            status = ErrorInvestigation.objects.values_list("status", flat=True).get(pk=error_id)
-            style = self.style.SUCCESS if ok else self.style.WARNING
-            if options["verbosity"] >= 1:
+            return
+        if options["error_id"]:
+            error_mark_for_investigation(error_id=options["error_id"])
+        # One event loop for them all: the providers' HTTP clients belong to the loop they started on.
+        async_to_sync(self.investigate_all)(ids, options["verbosity"])
+
+    async def investigate_all(self, ids: list[int], verbosity: int) -> None:
+        for index, error_id in enumerate(ids, start=1):
+            ok = await error_investigate(error_id=error_id)
+            status = await ErrorInvestigation.objects.values_list("status", flat=True).aget(pk=error_id)
+            if verbosity >= 1:
+                style = self.style.SUCCESS if ok else self.style.WARNING
                 self.stdout.write(style(f"[{index}/{len(ids)}] error {error_id}: {status}"))
 
     def selected(self, *, pending: bool, error_id: int | None) -> list[int]:
