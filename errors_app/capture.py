@@ -132,7 +132,10 @@ class RecentLinesHandler(logging.Handler):
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     """The server's event loop: flushes (and the live feed and investigations) run on it."""
-    global _loop
+    global _loop, _flush_scheduled
+    if loop is not _loop:
+        # A flush scheduled on a previous loop will never run there: this loop takes it over.
+        _flush_scheduled = False
     _loop = loop
     if _pending:
         _schedule_flush()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from errors_app.capture import take_pending
 from tests.provider_stub import ProviderStub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,7 @@ def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
         setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
     settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
     settings.EXAI_HANDLE_SIGTERM = False  # pytest owns this process's signals
+    take_pending()  # errors captured by an earlier test are that test's business
     return provider_stub
 
 

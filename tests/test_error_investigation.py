@@ -64,7 +64,19 @@ async def test_only_one_investigation_of_an_error_runs_at_a_time(stub: Any) -> N
     assert len(stub.chat_requests()) == 1
 
 
-async def test_a_storm_of_one_error_from_a_tool_call_triggers_one_investigation(token: str, stub: Any) -> None:
+async def test_a_storm_of_one_error_from_a_tool_call_triggers_one_investigation(
+    token: str, stub: Any, settings: Any
+) -> None:
+    worker = None
+    if settings.REDIS_URL:
+        # With Redis the investigation is queued for `runworker exai.background`: run that worker here.
+        from channels.layers import get_channel_layer
+        from channels.worker import Worker
+
+        from exai_site.asgi import application
+
+        worker_runner = Worker(application=application, channels=["exai.background"], channel_layer=get_channel_layer())
+        worker = asyncio.ensure_future(worker_runner.handle())
     comm = await connected(token)
     for index in range(5):
         result = (
@@ -82,6 +94,8 @@ async def test_a_storm_of_one_error_from_a_tool_call_triggers_one_investigation(
     assert error.error_context["tool"] == "chat"
     assert sum(1 for r in stub.chat_requests() if r["payload"].get("response_format")) == 1
     await comm.disconnect()
+    if worker is not None:
+        worker.cancel()
 
 
 def test_the_command_investigates_pending_errors_and_one_by_id(stub: Any) -> None:

@@ -1,0 +1,125 @@
+"""Operators meet errors in the admin, the staff REST API and the live feed; nobody else does."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from errors_app import services
+from errors_app.capture import Pending, capture_exception
+from errors_app.models import ErrorInvestigation
+from tests.conftest import access_token
+from tests.helpers import communicator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def staff(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(
+        username="ops", password="ops-password-123", is_staff=True, is_superuser=True
+    )
+
+
+def record(message: str, *, context: dict[str, Any] | None = None) -> int:
+    now = timezone.now()
+    pending = Pending(f"h-{message}", "RuntimeError", message, "tools_app/a.py in b", context or {}, now, now)
+    return services.error_record_occurrences(pending=pending).error_id
+
+
+def api(user: Any | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")
+    return client
+
+
+def test_the_rest_api_refuses_anonymous_and_non_staff_callers(user: Any) -> None:
+    error_id = record("x")
+    assert api(None).get("/api/errors/").status_code == 401
+    for path in ("/api/errors/", f"/api/errors/{error_id}/"):
+        response = api(user).get(path)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert api(user).post(f"/api/errors/{error_id}/", {"action": "resolve"}, format="json").status_code == 403
+
+
+def test_staff_list_filter_and_search_errors(staff: Any) -> None:
+    first, second = record("disk full"), record("socket closed")
+    services.error_resolve(error_id=first)
+    listing = api(staff).get("/api/errors/", {"triage": "unresolved"}).json()["errors"]
+    assert [e["id"] for e in listing] == [second]
+    found = api(staff).get("/api/errors/", {"search": "disk"}).json()["errors"]
+    assert [(e["id"], e["triage"]) for e in found] == [(first, "resolved")]
+    bad = api(staff).get("/api/errors/", {"triage": "sideways"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_staff_resolve_and_reopen_an_error_through_the_api(staff: Any) -> None:
+    error_id = record("timeout talking to glm")
+    resolved = api(staff).post(
+        f"/api/errors/{error_id}/", {"action": "resolve", "resolution_notes": "retry added"}, format="json"
+    )
+    assert resolved.json()["triage"] == "resolved" and resolved.json()["resolution_notes"] == "retry added"
+    reopened = api(staff).post(f"/api/errors/{error_id}/", {"action": "reopen"}, format="json").json()
+    assert (reopened["triage"], reopened["resolved"]) == ("unresolved", False)
+    assert api(staff).get("/api/errors/999999/").status_code == 404
+
+
+def test_the_admin_lists_unresolved_errors_by_default_and_resolves_in_bulk(staff: Any) -> None:
+    open_id, done_id = record("still broken"), record("long fixed")
+    services.error_resolve(error_id=done_id)
+    client = Client()
+    client.force_login(staff)
+    page = client.get("/admin/errors_app/errorinvestigation/").content.decode()
+    assert "still broken" in page and "long fixed" not in page
+    assert "long fixed" in client.get("/admin/errors_app/errorinvestigation/?triage=all").content.decode()
+    client.post(
+        "/admin/errors_app/errorinvestigation/",
+        {"action": "resolve", "_selected_action": [open_id], "index": 0},
+    )
+    assert ErrorInvestigation.objects.get(pk=open_id).triage == "resolved"
+
+
+def test_the_admin_detail_shows_the_trace_and_the_ai_answer_readably(staff: Any) -> None:
+    error_id = record("readable", context={"stack_trace": "Traceback (most recent call last):\n  boom"})
+    ErrorInvestigation.objects.filter(pk=error_id).update(
+        investigation_result={"root_cause": "the pool was exhausted", "evidence": [], "confidence": "high"},
+        fix_recommendation={"fix_steps": ["use a blocking pool"], "code_suggestion": "BlockingConnectionPool(...)"},
+    )
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/admin/errors_app/errorinvestigation/{error_id}/change/").content.decode()
+    assert "<pre" in page and "Traceback (most recent call last):" in page
+    assert "1. use a blocking pool" in page and "the pool was exhausted" in page
+
+
+def test_the_admin_refuses_non_staff(user: Any) -> None:
+    client = Client()
+    client.force_login(user)
+    assert client.get("/admin/errors_app/errorinvestigation/").status_code == 302
+
+
+async def test_the_live_feed_streams_new_errors_to_staff(staff: Any) -> None:
+    from errors_app.capture import flush_and_dispatch
+
+    comm = communicator("/ws/errors", token=access_token(staff))
+    assert (await comm.connect())[0]
+    try:
+        raise RuntimeError("feed me")
+    except RuntimeError as exc:
+        capture_exception(exc)
+    await flush_and_dispatch()
+    message = await comm.receive_json_from(timeout=5)
+    assert (message["op"], message["event"]) == ("error_occurred", "new")
+    assert message["error"]["error_message"] == "feed me" and message["error"]["occurrence_count"] == 1
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize("who", ["anonymous", "non-staff"])
+async def test_the_live_feed_refuses_anyone_but_staff(user: Any, who: str) -> None:
+    comm = communicator("/ws/errors", token=None if who == "anonymous" else access_token(user))
+    assert (await comm.connect())[0]
+    assert (await comm.receive_json_from())["error"]["code"] == "forbidden"
+    assert (await comm.receive_output())["code"] == 4403
