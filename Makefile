@@ -35,6 +35,7 @@ test: $(STAMP) $(MCP_STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ws_overhead.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/throttle.py
+	$(BIN)/python benchmarks/error_capture.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

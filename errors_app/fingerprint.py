@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tempfile
@@ -58,7 +59,9 @@ def scrub(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _project_file(filename: str) -> str | None:
+    """The file's path inside the project, or None for library code (cached: it resolves the path)."""
     path = Path(filename)
     try:
         relative = path.resolve().relative_to(settings.BASE_DIR)
