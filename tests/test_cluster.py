@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -231,3 +232,26 @@ async def wait_for_async(condition: Any, timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while not await condition():
             await asyncio.sleep(0.05)
+
+
+async def test_a_runworker_process_investigates_errors_a_server_process_captured(
+    cluster_env: dict[str, str], token: str, stub: Any
+) -> None:
+    from errors_app.models import ErrorInvestigation
+
+    server = ServerProcess(cluster_env).start()
+    worker = ServerProcess(cluster_env, command=[sys.executable, "manage.py", "runworker", "exai.background"])
+    worker.start(listens=False)
+    try:
+        async with ExaiClient(f"{server.ws_url}/ws", token) as exai:
+            result = await exai.call_tool("chat", {"prompt": "down [[stub:status=503]]", "model": "glm"})
+        assert result["error"]["code"] == "provider_error"
+        async with asyncio.timeout(20):
+            while not await ErrorInvestigation.objects.filter(status="investigated").aexists():
+                await asyncio.sleep(0.1)
+        error = await ErrorInvestigation.objects.aget()
+        assert error.error_context["provider"] == "glm" and error.model_used == "kimi-k2-turbo-preview"
+        assert error.investigation_result["root_cause"].startswith("stub analysis")
+    finally:
+        worker.stop()
+        server.stop()
