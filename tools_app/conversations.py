@@ -11,9 +11,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
 from tools_app.providers.base import ChatMessage
-from tools_app.tools.base import ToolError
 
 
 def conversation_open(

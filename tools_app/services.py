@@ -14,11 +14,12 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context
 from tools_app.circuit import get_circuit_breaker
+from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import REGISTRY
-from tools_app.tools.base import CallContext, TextCallback, ToolError
+from tools_app.tools.base import CallContext, TextCallback
 
 logger = logging.getLogger(__name__)
 

@@ -20,15 +20,6 @@ from tools_app.throttle.base import honour_cancellation
 TextCallback = Callable[[str], Awaitable[None]]
 
 
-class ToolError(Exception):
-    """A failure the caller can act on, with one of the contract's error codes."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass
 class ToolResult:
     text: str

@@ -8,10 +8,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from tools_app.conversations import conversation_open, conversation_record_turn
+from tools_app.errors import ToolError
 from tools_app.providers import ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
-from tools_app.tools.base import CallContext, Tool, ToolError, ToolResult, object_schema
+from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 SYSTEM_PROMPT = (
     "You are a senior engineer consulted by another AI coding assistant. Answer precisely and "
