@@ -6,15 +6,18 @@ A token comes from an `Authorization: Bearer` header, a `?token=` query paramete
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -24,6 +27,18 @@ class Authentication:
     user: AbstractBaseUser | None
     expires_at: float | None = None
     error: str | None = None
+    token: str | None = None
+    checked_at: float = field(default_factory=time.monotonic)
+
+    def due_for_recheck(self) -> bool:
+        """Open sockets check their token again now and then: it may have been revoked meanwhile."""
+        return time.monotonic() - self.checked_at >= settings.EXAI_TOKEN_RECHECK_S
+
+
+def is_revoked(jti: str | None) -> bool:
+    from exai_site.models import IssuedToken
+
+    return bool(jti) and IssuedToken.objects.filter(jti=jti, revoked_at__isnull=False).exists()
 
 
 def authenticate_token(raw: str | None) -> Authentication:
@@ -34,11 +49,23 @@ def authenticate_token(raw: str | None) -> Authentication:
         token = AccessToken(raw)  # type: ignore[arg-type]  # the stubs say Token; a str is what it parses
     except TokenError as exc:
         return Authentication(None, error=f"unauthorized: {exc}")
+    if is_revoked(token.get("jti")):
+        return Authentication(None, error="unauthorized: the access token has been revoked")
     user_id = token.get(api_settings.USER_ID_CLAIM)
     user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
     if user is None or not user.is_active:
         return Authentication(None, error="unauthorized: the token's user does not exist or is inactive")
-    return Authentication(user, expires_at=float(token["exp"]))
+    return Authentication(user, expires_at=float(token["exp"]), token=raw)
+
+
+class RevocableJWTAuthentication(JWTAuthentication):
+    """simplejwt's authentication for REST, refusing tokens that `revoke_token` withdrew."""
+
+    def get_validated_token(self, raw_token: bytes) -> Any:
+        token = super().get_validated_token(raw_token)
+        if is_revoked(token.get("jti")):
+            raise InvalidToken("the access token has been revoked")
+        return token
 
 
 def token_from_headers(headers: list[tuple[bytes, bytes]] | Any, query_string: bytes = b"") -> str | None:

@@ -121,7 +121,7 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "exai_site.auth.RevocableJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -134,6 +134,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EXAI_REFRESH_TOKEN_DAYS", 7, minimum=1)),
     "SIGNING_KEY": SECRET_KEY,
 }
+# Open WebSockets check their token again (revoked? user deactivated?) at most this often.
+EXAI_TOKEN_RECHECK_S = env_float("EXAI_TOKEN_RECHECK_S", 10.0, minimum=0.0)
 
 LOGGING = {
     "version": 1,

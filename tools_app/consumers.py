@@ -121,6 +121,10 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         await self.handlers[op](self, message)
 
     async def _authorized(self, op: str, request_id: Any) -> bool:
+        """Serve only a valid, unexpired, unrevoked token; otherwise refuse (and hang up on a lost one)."""
+        had_access = self.auth.user is not None
+        if had_access and self.auth.due_for_recheck():
+            self.auth = await database_sync_to_async(authenticate_token)(self.auth.token)
         if self.auth.user is not None and (self.auth.expires_at or 0) > time.time():
             return True
         reason = self.auth.error or "unauthorized: send `hello` with an access token first"
@@ -132,7 +136,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             )
         else:
             await self.reply_error("unauthorized", reason, request_id)
-        if self.auth.user is not None:
+        if had_access:
             await self.close(code=CLOSE_UNAUTHORIZED)
         return False
 
@@ -273,6 +277,7 @@ class McpConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         auth: Authentication = self.scope.get("auth") or Authentication(None)
+        self.auth = auth
         backend = LocalToolBackend(auth.user) if auth.user is not None else None
         reason = auth.error or "unauthorized: connect with an `Authorization: Bearer` header or `?token=`"
         self.server = McpServer(backend, unauthorized_reason=reason)
@@ -311,6 +316,16 @@ class McpConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self.tasks.discard)
 
     async def _answer(self, message: Any) -> None:
+        lost_access = False
+        if self.auth.user is not None and self.auth.due_for_recheck():
+            self.auth = await database_sync_to_async(authenticate_token)(self.auth.token)
+            if self.auth.user is None:
+                # Revoked, or the user is gone: this request is refused, and the socket hung up.
+                self.server.backend = None
+                self.server.unauthorized_reason = self.auth.error or "unauthorized"
+                lost_access = True
         response = await self.server.handle(message, self.send_message)
         if response is not None:
             await self.send_message(response)
+        if lost_access:
+            await self.close(code=CLOSE_UNAUTHORIZED)

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             user = User.objects.create_superuser(options["username"], "", password)
             self.stdout.write(self.style.SUCCESS(f"Created admin {user.username!r} with password {password}"))
-        token = issue_access_token(user, options["days"])
+        token = issue_access_token(user, options["days"], label="setup_local")
         port = options["port"]
         self.stdout.write(f"Access token for {user.username!r} (valid {options['days']:g} days):\n{token}\n")
         self.stdout.write(

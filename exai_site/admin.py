@@ -1,0 +1,25 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from exai_site.models import IssuedToken
+
+
+@admin.register(IssuedToken)
+class IssuedTokenAdmin(admin.ModelAdmin):
+    """Long-lived tokens made by issue_token: listed, and revocable in bulk (never shown again)."""
+
+    list_display = ["jti", "user", "label", "created", "expires_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    list_select_related = ["user"]
+    search_fields = ["jti", "user__username", "label"]
+    readonly_fields = ["jti", "user", "label", "created", "expires_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are issued with `manage.py issue_token`
+
+    @admin.action(description="Revoke")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[IssuedToken]) -> None:
+        revoked = IssuedToken.objects.filter(pk__in=queryset.values("pk")).revoke()
+        self.message_user(request, f"Revoked {revoked} tokens.", messages.SUCCESS)
