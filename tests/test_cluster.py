@@ -95,26 +95,21 @@ async def test_a_thousand_calls_cancelled_abandoned_or_timed_out_leave_every_slo
             pass
         return "ok" if "outputs" in reply else reply["error"]["code"]
 
+    async def send_chat(sock: Any, request_id: str, **arguments: str) -> None:
+        await sock.send(
+            json.dumps({"op": "call_tool", "request_id": request_id, "name": "chat", "arguments": arguments})
+        )
+
     async def normal(n: int) -> None:
         async with websockets.connect(url) as sock:
             for i in range(n):
-                await sock.send(
-                    json.dumps(
-                        {"op": "call_tool", "request_id": f"n{i}", "name": "chat", "arguments": {"prompt": f"ok {i}"}}
-                    )
-                )
+                await send_chat(sock, f"n{i}", prompt=f"ok {i}")
                 outcomes["normal"].append(await result_of(sock))
 
     async def cancelled(n: int) -> None:
         async with websockets.connect(url) as sock:
             for i in range(n):
-                request = {
-                    "op": "call_tool",
-                    "request_id": f"c{i}",
-                    "name": "chat",
-                    "arguments": {"prompt": "[[stub:delay=5]]"},
-                }
-                await sock.send(json.dumps(request))
+                await send_chat(sock, f"c{i}", prompt="[[stub:delay=5]]")
                 await asyncio.sleep(0.02)
                 await sock.send(json.dumps({"op": "cancel", "request_id": f"c{i}"}))
                 outcomes["cancelled"].append(await result_of(sock))
@@ -122,31 +117,13 @@ async def test_a_thousand_calls_cancelled_abandoned_or_timed_out_leave_every_slo
     async def abandoned(n: int) -> None:
         async with websockets.connect(url) as sock:
             for i in range(n):
-                await sock.send(
-                    json.dumps(
-                        {
-                            "op": "call_tool",
-                            "request_id": f"a{i}",
-                            "name": "chat",
-                            "arguments": {"prompt": "[[stub:delay=1]]"},
-                        }
-                    )
-                )
+                await send_chat(sock, f"a{i}", prompt="[[stub:delay=1]]")
             await asyncio.sleep(0.1)
 
     async def timed_out(n: int) -> None:
         async with websockets.connect(url) as sock:
             for i in range(n):
-                await sock.send(
-                    json.dumps(
-                        {
-                            "op": "call_tool",
-                            "request_id": f"t{i}",
-                            "name": "chat",
-                            "arguments": {"prompt": "[[stub:delay=2]]", "model": "glm"},
-                        }
-                    )
-                )
+                await send_chat(sock, f"t{i}", prompt="[[stub:delay=2]]", model="glm")
             for _ in range(n):
                 outcomes["timed_out"].append(await result_of(sock))
 

@@ -23,6 +23,22 @@ async def throttle(request: Any) -> AsyncIterator[Throttle]:
     yield RedisThrottle()
 
 
+async def peak_concurrency(throttles: list[Throttle], pool: Pool, *, calls: int) -> int:
+    """Run `calls` short holds spread over `throttles`; return the most that ever ran at once."""
+    running = peak = 0
+
+    async def work(throttle: Throttle) -> None:
+        nonlocal running, peak
+        async with throttle.hold(pool, deadline()):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    await asyncio.gather(*(work(throttles[i % len(throttles)]) for i in range(calls)))
+    return peak
+
+
 def deadline(seconds: float = 5.0) -> float:
     return time.perf_counter() + seconds
 
@@ -41,18 +57,7 @@ async def pool_state(throttle: Throttle, pool: Pool) -> tuple[int, int]:
 
 async def test_no_more_than_the_limit_ever_run_at_once_and_the_limit_is_reached(throttle: Throttle) -> None:
     pool = Pool("provider:kimi", 3)
-    running = peak = 0
-
-    async def work() -> None:
-        nonlocal running, peak
-        async with throttle.hold(pool, deadline()):
-            running += 1
-            peak = max(peak, running)
-            await asyncio.sleep(0.01)
-            running -= 1
-
-    await asyncio.gather(*(work() for _ in range(30)))
-    assert peak == 3
+    assert await peak_concurrency([throttle], pool, calls=30) == 3
     assert await pool_state(throttle, pool) == (0, 0)
 
 
@@ -172,20 +177,8 @@ async def test_turns_of_one_conversation_run_one_at_a_time_in_order(throttle: Th
 async def test_two_redis_throttles_share_one_exact_limit() -> None:
     from tools_app.throttle.redis import RedisThrottle
 
-    first, second = RedisThrottle(), RedisThrottle()  # as two processes would
-    pool = Pool("provider:kimi", 4)
-    running = peak = 0
-
-    async def work(throttle: Throttle) -> None:
-        nonlocal running, peak
-        async with throttle.hold(pool, deadline()):
-            running += 1
-            peak = max(peak, running)
-            await asyncio.sleep(0.01)
-            running -= 1
-
-    await asyncio.gather(*(work(first if i % 2 else second) for i in range(40)))
-    assert peak == 4
+    # Two throttles, as two processes would have, sharing one pool.
+    assert await peak_concurrency([RedisThrottle(), RedisThrottle()], Pool("provider:kimi", 4), calls=40) == 4
 
 
 async def test_a_redis_lease_that_is_not_renewed_expires_by_itself(redis_settings: Any) -> None:
