@@ -26,7 +26,7 @@ $(MCP_STAMP):
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --verbosity 0
-	$(BIN)/python manage.py setup_local
+	$(BIN)/python manage.py setup_local --port $(PORT)
 	$(BIN)/daphne -b $(HOST) -p $(PORT) exai_site.asgi:application
 
 test: $(STAMP) $(MCP_STAMP)
