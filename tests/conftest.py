@@ -34,6 +34,21 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    yield
+    # Worker threads of this process (async ORM, database_sync_to_async) keep connections the
+    # main thread cannot close; on PostgreSQL end them, so the test database can be dropped.
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+@pytest.fixture(scope="session")
 def provider_stub() -> Iterator[ProviderStub]:
     stub = ProviderStub().start()
     yield stub
