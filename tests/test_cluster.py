@@ -232,3 +232,18 @@ async def test_a_runworker_process_investigates_errors_a_server_process_captured
     finally:
         worker.stop()
         server.stop()
+
+
+async def test_a_retried_request_id_is_answered_from_the_first_result_by_another_process(
+    servers: list[ServerProcess], token: str, stub: Any
+) -> None:
+    first_server, second_server = servers
+    async with ExaiClient(f"{first_server.ws_url}/ws", token, session_id="retry-session") as exai:
+        first = await exai.call_tool("chat", {"prompt": "only once"}, request_id="req-1")
+    # The client reconnects to another process with the same session and retries the same call.
+    async with ExaiClient(f"{second_server.ws_url}/ws", token, session_id="retry-session") as exai:
+        retried = await exai.call_tool("chat", {"prompt": "only once"}, request_id="req-1")
+        fresh = await exai.call_tool("chat", {"prompt": "only once"}, request_id="req-2")
+    assert retried == first
+    assert fresh["outputs"][0]["metadata"]["continuation_id"] != first["outputs"][0]["metadata"]["continuation_id"]
+    assert len(stub.chat_requests()) == 2
