@@ -220,7 +220,7 @@ async def test_an_acquire_that_arrives_after_its_abandon_takes_nothing() -> None
     throttle = RedisThrottle()
     pool, keys, lease = Pool("provider:glm", 4), _Keys(Pool("provider:glm", 4)), "late-lease"
     # The waiter was cancelled and gave back first; its acquire script reaches Redis afterwards.
-    await throttle._give_back(pool, keys, lease, abandoned=True)
+    await throttle._give_back([pool], [keys], [lease], tombstone=lease)
     granted, _, _ = await throttle._acquire(
         keys=[keys.holders, keys.queue, keys.alive, keys.ticket, _tombstone(lease)],
         args=[lease, 30_000, pool.limit, 3000, 60],

@@ -85,27 +85,6 @@ return {acquired, rank, ticket}
 """
 )
 
-# A waiter interrupted mid-acquire gives back through this: its acquire script may still
-# be on its way on another connection, so it leaves a tombstone the script will honour.
-# KEYS: holders, queue, alive, channel, tombstone   ARGV: lease, pool name, tombstone ttl ms
-ABANDON = """
-redis.call('SET', KEYS[5], 1, 'PX', ARGV[3])
-local held = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if held == 1 then redis.call('PUBLISH', KEYS[4], ARGV[2]) end
-return held
-"""
-
-# KEYS: holders, queue, alive, channel   ARGV: lease, pool name
-RELEASE = """
-local held = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if held == 1 then redis.call('PUBLISH', KEYS[4], ARGV[2]) end
-return held
-"""
-
 # The fast path of a provider call: all of its pools at once, in one round trip, but only
 # when none of them has anyone queued (so it can never overtake a waiter).
 # KEYS: (holders, queue, alive) per pool, then the tombstone
@@ -136,9 +115,12 @@ return 1
 """
 )
 
+# Give back slots of any number of pools. A waiter interrupted mid-acquire also leaves a
+# tombstone: its acquire script may still be on its way on another connection, and will
+# honour it instead of granting a slot to nobody.
 # KEYS: (holders, queue, alive) per pool, the channel, the tombstone
 # ARGV: tombstone ttl ms (0: none), then (lease, pool name) per pool
-RELEASE_ALL = """
+RELEASE = """
 if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[#KEYS], 1, 'PX', ARGV[1]) end
 local pools = (#KEYS - 2) / 3
 for p = 0, pools - 1 do
@@ -175,6 +157,15 @@ COUNT = (
 return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}
 """
 )
+
+
+def _lease_ttl_ms() -> int:
+    return int(settings.EXAI_LEASE_TTL_S * 1000)
+
+
+def _key_ttl_s() -> int:
+    # Keys of pools nobody touches vanish; live ones are refreshed on every acquire and renewal.
+    return max(60, int(settings.EXAI_LEASE_TTL_S * 4))
 
 
 def _tombstone(lease: str) -> str:
@@ -230,8 +221,7 @@ class LeaseKeeper:
             try:
                 lost = renew(
                     keys=[holders for _, holders in held],
-                    args=[int(settings.EXAI_LEASE_TTL_S * 1000), max(60, int(settings.EXAI_LEASE_TTL_S * 4))]
-                    + [lease for lease, _ in held],
+                    args=[_lease_ttl_ms(), _key_ttl_s(), *[lease for lease, _ in held]],
                 )
             except Exception:
                 logger.warning("could not renew %d slot leases", len(held), exc_info=True)
@@ -254,23 +244,12 @@ class RedisThrottle(Throttle):
         self.channel = redis_key("sem", "released")
         self._acquire = self.redis.register_script(ACQUIRE)
         self._release = self.redis.register_script(RELEASE)
-        self._abandon = self.redis.register_script(ABANDON)
         self._count = self.redis.register_script(COUNT)
         self._acquire_all = self.redis.register_script(ACQUIRE_ALL)
-        self._release_all = self.redis.register_script(RELEASE_ALL)
         # pool -> this process's waiters, each with its ticket (its place in the Redis queue)
         self._waiters: dict[str, dict[asyncio.Future[None], float]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-    @property
-    def lease_ttl_ms(self) -> int:
-        return int(settings.EXAI_LEASE_TTL_S * 1000)
-
-    @property
-    def key_ttl_s(self) -> int:
-        # Keys of pools nobody touches vanish; live ones are refreshed on every acquire and renewal.
-        return max(60, int(settings.EXAI_LEASE_TTL_S * 4))
 
     async def acquire(self, pool: Pool, deadline: float) -> str:
         keys = _Keys(pool)
@@ -286,7 +265,7 @@ class RedisThrottle(Throttle):
             while True:
                 granted, rank, ticket = await self._acquire(
                     keys=[keys.holders, keys.queue, keys.alive, keys.ticket, _tombstone(lease)],
-                    args=[lease, self.lease_ttl_ms, pool.limit, WAITER_TTL_MS, self.key_ttl_s],
+                    args=[lease, _lease_ttl_ms(), pool.limit, WAITER_TTL_MS, _key_ttl_s()],
                 )
                 honour_cancellation()
                 if granted:
@@ -296,6 +275,7 @@ class RedisThrottle(Throttle):
                 if remaining <= 0:
                     raise Overloaded(pool.label, round(time.perf_counter() - started, 3))
                 if wakeup.done():  # woken, but a waiter of another process was ahead
+                    waiters.pop(wakeup, None)
                     wakeup = loop.create_future()
                 waiters[wakeup] = float(ticket)
                 poll = POLL_NEAR_S if int(rank) < pool.limit else POLL_FAR_S
@@ -306,7 +286,7 @@ class RedisThrottle(Throttle):
         except BaseException:
             # Cancelled, timed out or failed while queued (or just as the slot was granted):
             # leave the queue and give back anything granted, so nothing is held for nobody.
-            await self._give_back(pool, keys, lease, abandoned=True)
+            await self._give_back([pool], [keys], [lease], tombstone=lease)
             raise
         finally:
             waiters.pop(wakeup, None)
@@ -324,15 +304,15 @@ class RedisThrottle(Throttle):
             granted = await self._acquire_all(
                 keys=[*[key for k in keys for key in (k.holders, k.queue, k.alive)], _tombstone(base)],
                 args=[
-                    self.lease_ttl_ms,
-                    self.key_ttl_s,
+                    _lease_ttl_ms(),
+                    _key_ttl_s(),
                     *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
                 ],
             )
             honour_cancellation()
         except BaseException:
             # The script may still be on its way: give back, and leave a tombstone it will honour.
-            await self._give_back_all(pools, keys, leases, tombstone=base)
+            await self._give_back(pools, keys, leases, tombstone=base)
             raise
         if not granted:
             async with super().slots(provider=provider, user_id=user_id) as waits:
@@ -343,15 +323,19 @@ class RedisThrottle(Throttle):
         try:
             yield SlotWaits()
         finally:
-            await self._give_back_all(pools, keys, leases)
+            await self._give_back(pools, keys, leases)
 
-    async def _give_back_all(
+    async def release(self, pool: Pool, handle: Any) -> None:
+        await self._give_back([pool], [_Keys(pool)], [handle])
+
+    async def _give_back(
         self, pools: list[Pool], keys: list[_Keys], leases: list[str], *, tombstone: str | None = None
     ) -> None:
+        """Give back the leases (one per pool); with `tombstone`, also refuse their late acquire."""
         for lease in leases:
             _keeper.discard(lease)
         try:
-            await self._release_all(
+            await self._release(
                 keys=[
                     *[key for k in keys for key in (k.holders, k.queue, k.alive)],
                     self.channel,
@@ -363,24 +347,8 @@ class RedisThrottle(Throttle):
                 ],
             )
         except Exception:
-            logger.warning("could not release slots; they expire by themselves", exc_info=True)
-
-    async def release(self, pool: Pool, handle: Any) -> None:
-        await self._give_back(pool, _Keys(pool), handle)
-
-    async def _give_back(self, pool: Pool, keys: _Keys, lease: str, *, abandoned: bool = False) -> None:
-        _keeper.discard(lease)
-        try:
-            if abandoned:
-                await self._abandon(
-                    keys=[keys.holders, keys.queue, keys.alive, self.channel, _tombstone(lease)],
-                    args=[lease, pool.name, TOMBSTONE_TTL_MS],
-                )
-            else:
-                await self._release(keys=[keys.holders, keys.queue, keys.alive, self.channel], args=[lease, pool.name])
-        except Exception:
-            # The lease will expire by itself within EXAI_LEASE_TTL_S.
-            logger.warning("could not release %s slot; it expires by itself", pool.name, exc_info=True)
+            # The leases expire by themselves within EXAI_LEASE_TTL_S.
+            logger.warning("could not release %s slots; they expire by themselves", len(leases), exc_info=True)
 
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
