@@ -57,11 +57,17 @@ def check_limits(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
                     id="exai.W002",
                 )
             )
-    slowest = max(settings.EXAI_KIMI_TIMEOUT_S, settings.EXAI_GLM_TIMEOUT_S, settings.EXAI_LOCAL_TIMEOUT_S)
+    slowest = max(
+        settings.EXAI_KIMI_TIMEOUT_S,
+        settings.EXAI_GLM_TIMEOUT_S,
+        settings.EXAI_LOCAL_TIMEOUT_S,
+        settings.EXAI_FILE_TIMEOUT_S,
+    )
     if slowest + settings.EXAI_QUEUE_TIMEOUT_S >= settings.EXAI_TOOL_TIMEOUT_S:
         problems.append(
             Error(
                 f"EXAI_TOOL_TIMEOUT_S={settings.EXAI_TOOL_TIMEOUT_S:g} must exceed the slowest provider timeout "
+                "(EXAI_KIMI_/GLM_/LOCAL_/FILE_TIMEOUT_S) "
                 f"({slowest:g}s) plus EXAI_QUEUE_TIMEOUT_S ({settings.EXAI_QUEUE_TIMEOUT_S:g}s), so that a slow "
                 "provider fails with its own clear `timeout` before the tool's deadline.",
                 hint=f"Raise EXAI_TOOL_TIMEOUT_S above {slowest + settings.EXAI_QUEUE_TIMEOUT_S:g}.",

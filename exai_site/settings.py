@@ -119,6 +119,14 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
+# Uploaded file blobs (files_app). A different storage backend (S3, …) can replace "default".
+MEDIA_ROOT = Path(env_str("EXAI_FILE_ROOT", str(BASE_DIR / "var" / "files")))
+MEDIA_URL = "/files-not-served/"  # blobs are only ever served through /api/files/<id>/content/
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "exai_site.auth.RevocableJWTAuthentication",
@@ -218,6 +226,21 @@ EXAI_INVESTIGATOR_MODEL = env_str("EXAI_INVESTIGATOR_MODEL", "kimi-k2-turbo-prev
 # Escalating: this hour's occurrences above FACTOR x the hourly average plus MIN.
 EXAI_ESCALATION_FACTOR = env_float("EXAI_ESCALATION_FACTOR", 5.0, minimum=1.0)
 EXAI_ESCALATION_MIN = env_int("EXAI_ESCALATION_MIN", 20, minimum=1)
+
+# --- Files -----------------------------------------------------------------
+_MIB = 1024 * 1024
+# Uploads over this are refused with 413 before their body is read.
+EXAI_MAX_UPLOAD_BYTES = env_int("EXAI_MAX_UPLOAD_MB", 100, minimum=1) * _MIB
+# UTF-8 text files up to this size go into the prompt as they are; larger ones (and binary
+# files) are uploaded to the provider, whose extracted text goes into the prompt.
+EXAI_EMBED_MAX_BYTES = env_int("EXAI_EMBED_MAX_KB", 50, minimum=0) * 1024
+# What each provider's files API takes (Moonshot: 100 MB, Z.ai: 20 MB).
+EXAI_KIMI_MAX_FILE_BYTES = env_int("EXAI_KIMI_MAX_FILE_MB", 100, minimum=1) * _MIB
+EXAI_GLM_MAX_FILE_BYTES = env_int("EXAI_GLM_MAX_FILE_MB", 20, minimum=1) * _MIB
+# Provider file operations (upload, content, delete) take longer than a chat turn may.
+EXAI_FILE_TIMEOUT_S = env_float("EXAI_FILE_TIMEOUT_S", 90.0, minimum=1.0)
+# Unreferenced blobs are kept this long (a re-upload meanwhile costs nothing) before cleanup_files removes them.
+EXAI_FILE_GRACE_HOURS = env_float("EXAI_FILE_GRACE_HOURS", 24.0, minimum=0.0)
 
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)

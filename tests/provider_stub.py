@@ -11,7 +11,9 @@ shape the answer, so a test says what it needs right in its prompt:
     [[stub:retry_after=3]]   with status=429, send a Retry-After header
     [[stub:bad_json=yes]]    when asked for a JSON object (response_format), answer prose instead
 
-The key `bad-key` is refused with 401. Everything it saw is in `requests`; it also
+An uploaded file's name may carry `delay` and `status` directives too, and
+`delete_delay`, which slows the file's deletion. The key `bad-key`
+is refused with 401. Everything it saw is in `requests`; it also
 counts requests in flight and the most ever in flight at once.
 
 Run alone for benchmarks: `python tests/provider_stub.py --port 8190`.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import re
@@ -95,6 +98,10 @@ class ProviderStub:
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["kind"] == "chat"]
 
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """What it saw of one kind: chat, file_upload, file_upload_attempt, file_content, file_delete."""
+        return [r for r in self.requests if r["kind"] == kind]
+
     # --- ASGI ----------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,7 +124,7 @@ class ProviderStub:
             await self._chat(path, json.loads(body), receive, send)
         elif match := _FILES.match(path):
             query = dict(parse_qsl(scope.get("query_string", b"").decode()))
-            await self._files(method, match["id"], bool(match["content"]), headers, body, query, send)
+            await self._files(method, match["id"], bool(match["content"]), headers, body, query, receive, send)
         else:
             await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
 
@@ -224,10 +231,21 @@ class ProviderStub:
         headers: dict[str, str],
         body: bytes,
         query: dict[str, str],
+        receive: Receive,
         send: Send,
     ) -> None:
         if file_id is None and method == "POST":
             filename, data, purpose = _parse_multipart(headers.get("content-type", ""), body)
+            directives = dict(_DIRECTIVE.findall(filename))
+            self.requests.append(
+                {"kind": "file_upload_attempt", "filename": filename, "sha256": hashlib.sha256(data).hexdigest()}
+            )
+            if (delay := float(directives.get("delay", 0))) and await _disconnected_within(receive, delay):
+                self.aborted += 1
+                return
+            if status := int(directives.get("status", 0)):
+                await _json(send, status, {"error": {"message": f"stub upload error {status}", "type": "stub_error"}})
+                return
             new_id = f"file-{next(self._ids)}"
             record = {
                 "id": new_id,
@@ -240,7 +258,16 @@ class ProviderStub:
                 "status_details": "",
             }
             self.files[new_id] = {**record, "_data": data}
-            self.requests.append({"kind": "file_upload", "id": new_id, "bytes": len(data)})
+            self.requests.append(
+                {
+                    "kind": "file_upload",
+                    "id": new_id,
+                    "bytes": len(data),
+                    "filename": filename,
+                    "purpose": purpose,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
             await _json(send, 200, record)
         elif file_id is None and method == "GET":
             # Cursor pagination as the real APIs do it: `after` an id, at most `limit`, `has_more`.
@@ -253,9 +280,13 @@ class ProviderStub:
         elif file_id not in self.files:
             await _json(send, 404, {"error": {"message": f"file {file_id} not found", "type": "not_found"}})
         elif method == "DELETE":
-            del self.files[file_id]
+            if delay := float(dict(_DIRECTIVE.findall(self.files[file_id]["filename"])).get("delete_delay", 0)):
+                await asyncio.sleep(delay)
+            self.files.pop(file_id, None)
+            self.requests.append({"kind": "file_delete", "id": file_id})
             await _json(send, 200, {"id": file_id, "object": "file", "deleted": True})
         elif content:
+            self.requests.append({"kind": "file_content", "id": file_id})
             record = self.files[file_id]
             text = record["_data"].decode("utf-8", "replace")
             await _json(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
 ErrorCode = Literal["provider_error", "provider_unavailable", "timeout"]
@@ -53,6 +55,27 @@ class ChatResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ProviderFile:
+    """A file as the provider's files API lists it."""
+
+    id: str
+    filename: str
+    bytes: int
+    created_at: int
+
+
+def extracted_text(raw: str) -> str:
+    """The text of a files-API `content` answer: Moonshot wraps it in JSON ({"content": ...})."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(answer, dict) and isinstance(answer.get("content"), str):
+        return answer["content"]
+    return raw
+
+
 class ProviderError(Exception):
     """Everything a provider call can fail with, mapped to one of the contract's error codes."""
 
@@ -80,6 +103,8 @@ class Provider(abc.ABC):
     label: ClassVar[str]
     # The variable a user sets to enable this provider, named in `provider_unavailable`.
     enable_hint: ClassVar[str]
+    # The files API's `purpose` for files whose text the model should read; "" = no files API.
+    file_purpose: ClassVar[str] = ""
 
     @property
     @abc.abstractmethod
@@ -112,8 +137,35 @@ class Provider(abc.ABC):
         `response_format` is passed through as the APIs define it, e.g. {"type": "json_object"}.
         """
 
-    def timed_out(self) -> ProviderError:
-        return ProviderError(f"{self.label} did not answer within {self.timeout_s:g}s.", code="timeout", retryable=True)
+    # --- files API (providers without one keep these defaults) --------------------------------
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest file the files API takes; 0 when the provider has no files API."""
+        return 0
+
+    async def upload_file(self, *, path: Path, name: str) -> str:
+        """Upload a file for text extraction (streamed from `path`); return the provider's file id."""
+        raise self.no_files_api()
+
+    async def file_content(self, file_id: str) -> str:
+        """The text the provider extracted from an uploaded file."""
+        raise self.no_files_api()
+
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete an uploaded file; False when the provider no longer had it."""
+        raise self.no_files_api()
+
+    async def list_files(self) -> list[ProviderFile]:
+        """Every file uploaded with this server's key, all pages."""
+        raise self.no_files_api()
+
+    def no_files_api(self) -> ProviderError:
+        return ProviderError(f"{self.label} has no files API on this server.")
+
+    def timed_out(self, timeout_s: float | None = None) -> ProviderError:
+        seconds = self.timeout_s if timeout_s is None else timeout_s
+        return ProviderError(f"{self.label} did not answer within {seconds:g}s.", code="timeout", retryable=True)
 
     @staticmethod
     def request_body(

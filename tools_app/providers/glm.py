@@ -12,12 +12,15 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
-from typing import Any
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 import zhipuai
 from django.conf import settings
+from zhipuai.core import NOT_GIVEN
 from zhipuai.core._errors import (
     APIConnectionError,
     APIResponseError,
@@ -33,6 +36,8 @@ from tools_app.providers.base import (
     ModelSpec,
     Provider,
     ProviderError,
+    ProviderFile,
+    extracted_text,
 )
 from tools_app.providers.openai_compatible import provider_error_from_status
 
@@ -45,12 +50,14 @@ _MODELS = [
 ]
 
 _DONE = object()
+T = TypeVar("T")
 
 
 class GlmProvider(Provider):
     name = "glm"
     label = "Z.ai GLM"
     enable_hint = "GLM_API_KEY (and GLM_BASE_URL for a non-default endpoint)"
+    file_purpose = "file"
 
     @property
     def configured(self) -> bool:
@@ -62,6 +69,10 @@ class GlmProvider(Provider):
 
     def models(self) -> list[ModelSpec]:
         return _MODELS
+
+    @property
+    def max_file_bytes(self) -> int:
+        return settings.EXAI_GLM_MAX_FILE_BYTES
 
     @cached_property
     def client(self) -> zhipuai.ZhipuAI:
@@ -140,6 +151,58 @@ class GlmProvider(Provider):
                     _abort(stream.response)
         result.text = "".join(parts)
         return result
+
+    # --- files API: the SDK is synchronous, so each operation runs in this provider's threads ---
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        timeout = settings.EXAI_FILE_TIMEOUT_S
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.get_running_loop().run_in_executor(self.executor, function)
+        except TimeoutError:
+            raise self.timed_out(timeout) from None
+        except (ZhipuAIError, APIResponseError) as exc:
+            raise self._translate(exc) from None
+
+    async def upload_file(self, *, path: Path, name: str) -> str:
+        def upload() -> str:
+            # A file object, never bytes: streamed, and never rendered into a log record.
+            with path.open("rb") as handle:
+                created = self.client.files.create(
+                    file=(name, handle),
+                    purpose=self.file_purpose,  # type: ignore[arg-type]  # Z.ai's own purpose
+                    timeout=settings.EXAI_FILE_TIMEOUT_S,
+                )
+            return str(created.id)
+
+        return await self._in_thread(upload)
+
+    async def file_content(self, file_id: str) -> str:
+        content = partial(self.client.files.content, file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
+        return extracted_text((await self._in_thread(content)).content.decode("utf-8", "replace"))
+
+    async def delete_file(self, file_id: str) -> bool:
+        delete = partial(self.client.files.delete, file_id=file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
+        try:
+            await self._in_thread(delete)
+        except ProviderError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def list_files(self) -> list[ProviderFile]:
+        def list_all() -> list[ProviderFile]:
+            files: list[ProviderFile] = []
+            after: Any = NOT_GIVEN
+            while True:
+                page = self.client.files.list(after=after, limit=100, timeout=settings.EXAI_FILE_TIMEOUT_S)
+                files += [ProviderFile(f.id, f.filename or "", f.bytes or 0, f.created_at or 0) for f in page.data]
+                if not page.has_more or not page.data:
+                    return files
+                after = page.data[-1].id
+
+        return await self._in_thread(list_all)
 
     @staticmethod
     def _absorb(chunk: Any, result: ChatResult) -> None:

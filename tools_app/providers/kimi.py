@@ -18,6 +18,7 @@ class KimiProvider(OpenAICompatibleProvider):
     name = "kimi"
     label = "Moonshot Kimi"
     enable_hint = "KIMI_API_KEY (and KIMI_BASE_URL for a non-default endpoint)"
+    file_purpose = "file-extract"
 
     @property
     def configured(self) -> bool:
@@ -34,6 +35,10 @@ class KimiProvider(OpenAICompatibleProvider):
     @property
     def timeout_s(self) -> float:
         return settings.EXAI_KIMI_TIMEOUT_S
+
+    @property
+    def max_file_bytes(self) -> int:
+        return settings.EXAI_KIMI_MAX_FILE_BYTES
 
     def models(self) -> list[ModelSpec]:
         return _MODELS

@@ -5,11 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import openai
+from django.conf import settings
 
-from tools_app.providers.base import ChatMessage, ChatResult, DeltaCallback, Provider, ProviderError
+from tools_app.providers.base import (
+    ChatMessage,
+    ChatResult,
+    DeltaCallback,
+    Provider,
+    ProviderError,
+    ProviderFile,
+    extracted_text,
+)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -43,8 +55,6 @@ class OpenAICompatibleProvider(Provider):
     @property
     def client(self) -> openai.AsyncOpenAI:
         """This event loop's client: its connection pool belongs to the loop that opened it."""
-        from django.conf import settings
-
         loop = asyncio.get_running_loop()
         clients = self.__dict__.setdefault("_clients", weakref.WeakKeyDictionary())
         client = clients.get(loop)
@@ -76,38 +86,88 @@ class OpenAICompatibleProvider(Provider):
         body = self.request_body(model, messages, temperature, max_tokens, response_format)
         if extra := self.extra_body(model):
             body.update(extra)
+        # The SDK's timeout bounds each read; this bounds the whole streamed call.
+        async with self._translated_errors(self.timeout_s):
+            # The SDK's low-level `post` keeps its retries, auth, errors and SSE decoding but
+            # skips walking the messages to transform request params and building a pydantic
+            # model per chunk, which together cost more CPU than the rest of a tool call.
+            stream = await self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
+            async with stream:
+                async for chunk in stream:
+                    delta = _absorb(chunk, result)
+                    if delta:
+                        if result.ttft_ms is None:
+                            result.ttft_ms = (time.perf_counter() - started) * 1000
+                        parts.append(delta)
+                        if on_delta is not None:
+                            await on_delta(delta)
+        result.text = "".join(parts)
+        return result
+
+    @asynccontextmanager
+    async def _translated_errors(self, timeout_s: float) -> AsyncIterator[None]:
+        """Bound the body by `timeout_s` and turn every SDK failure into one ProviderError."""
         try:
-            # The SDK's timeout bounds each read; this bounds the whole streamed call.
-            async with asyncio.timeout(self.timeout_s):
-                # The SDK's low-level `post` keeps its retries, auth, errors and SSE decoding but
-                # skips walking the messages to transform request params and building a pydantic
-                # model per chunk, which together cost more CPU than the rest of a tool call.
-                stream = await self.client.post(
-                    "/chat/completions",
-                    body=body,
-                    cast_to=object,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[object],
-                )
-                async with stream:
-                    async for chunk in stream:
-                        delta = _absorb(chunk, result)
-                        if delta:
-                            if result.ttft_ms is None:
-                                result.ttft_ms = (time.perf_counter() - started) * 1000
-                            parts.append(delta)
-                            if on_delta is not None:
-                                await on_delta(delta)
+            async with asyncio.timeout(timeout_s):
+                yield
         except (TimeoutError, openai.APITimeoutError):
-            raise self.timed_out() from None
+            raise self.timed_out(timeout_s) from None
         except openai.APIStatusError as exc:
             raise provider_error_from_status(self.label, exc.status_code, _detail(exc), exc.response.headers) from None
         except openai.APIConnectionError as exc:
             raise ProviderError(f"cannot reach {self.label} at {self.base_url}: {exc}", retryable=True) from None
         except openai.OpenAIError as exc:
             raise ProviderError(f"{self.label} failed: {exc}") from None
-        result.text = "".join(parts)
-        return result
+
+    # --- files API ---------------------------------------------------------------------------
+
+    async def upload_file(self, *, path: Path, name: str) -> str:
+        if not self.max_file_bytes:
+            raise self.no_files_api()
+        timeout = settings.EXAI_FILE_TIMEOUT_S
+        # A file object, never bytes: the SDK streams it, and its DEBUG log shows the object, not the content.
+        with path.open("rb") as handle:
+            async with self._translated_errors(timeout):
+                uploaded = await self.client.files.create(
+                    file=(name, handle),
+                    purpose=self.file_purpose,  # type: ignore[arg-type]  # Moonshot's own purpose
+                    timeout=timeout,
+                )
+        return uploaded.id
+
+    async def file_content(self, file_id: str) -> str:
+        if not self.max_file_bytes:
+            raise self.no_files_api()
+        async with self._translated_errors(settings.EXAI_FILE_TIMEOUT_S):
+            response = await self.client.files.content(file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
+        return extracted_text(response.text)
+
+    async def delete_file(self, file_id: str) -> bool:
+        if not self.max_file_bytes:
+            raise self.no_files_api()
+        try:
+            async with self._translated_errors(settings.EXAI_FILE_TIMEOUT_S):
+                await self.client.files.delete(file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
+        except ProviderError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def list_files(self) -> list[ProviderFile]:
+        if not self.max_file_bytes:
+            raise self.no_files_api()
+        async with self._translated_errors(settings.EXAI_FILE_TIMEOUT_S):
+            return [
+                ProviderFile(item.id, item.filename, item.bytes, item.created_at)
+                async for item in self.client.files.list(timeout=settings.EXAI_FILE_TIMEOUT_S)
+            ]
 
 
 def _absorb(chunk: Any, result: ChatResult) -> str | None:
