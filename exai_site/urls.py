@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("tools_app.urls")),
     path("", include("metrics_app.urls")),
     path("", include("errors_app.urls")),
+    path("", include("files_app.urls")),
 ]

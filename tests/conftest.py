@@ -70,10 +70,17 @@ def provider_env(stub: ProviderStub) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def file_root(tmp_path_factory: Any) -> Path:
+    """Where this test session's uploaded blobs live, for the test process and server processes alike."""
+    return Path(tmp_path_factory.mktemp("files"))
+
+
 @pytest.fixture(autouse=True)
-def stub(provider_stub: ProviderStub, settings: Any) -> ProviderStub:
+def stub(provider_stub: ProviderStub, settings: Any, file_root: Path) -> ProviderStub:
     """Every test talks to a freshly reset stub, with Kimi and GLM configured against it."""
     provider_stub.reset()
+    settings.MEDIA_ROOT = str(file_root)
     for name, value in provider_env(provider_stub).items():
         setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
     settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
@@ -191,9 +198,12 @@ class ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def server(django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub) -> Iterator[ServerProcess]:
+def server(
+    django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path
+) -> Iterator[ServerProcess]:
     with django_db_blocker.unblock():
         url = database_url()
-    process = ServerProcess({"DATABASE_URL": url, **provider_env(provider_stub)}).start()
+    env = {"DATABASE_URL": url, "EXAI_FILE_ROOT": str(file_root), **provider_env(provider_stub)}
+    process = ServerProcess(env).start()
     yield process
     process.stop()

@@ -1,0 +1,121 @@
+"""REST for files: upload (multipart, streamed) and list, read, download, delete the caller's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch
+from django.http import FileResponse, HttpRequest
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from files_app import services
+from files_app.blobs import blob_open
+from files_app.models import FileReference, ProviderFileUpload
+from files_app.uploads import HashedUpload, HashingUploadHandler
+from tools_app.models import Conversation
+
+
+class FileOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    size = serializers.IntegerField(source="stored_file.size")
+    content_type = serializers.CharField(source="stored_file.content_type")
+    sha256 = serializers.CharField(source="stored_file.sha256")
+    continuation_id = serializers.UUIDField(source="conversation_id", allow_null=True)
+    created = serializers.DateTimeField()
+    provider_copies = serializers.SerializerMethodField()
+
+    def get_provider_copies(self, reference: FileReference) -> list[dict[str, Any]]:
+        return [
+            {"provider": copy.provider, "status": copy.status, "provider_file_id": copy.provider_file_id}
+            for copy in reference.stored_file.provider_uploads.all()
+        ]
+
+
+def _references(request: Request) -> Any:
+    copies = Prefetch("stored_file__provider_uploads", queryset=ProviderFileUpload.objects.order_by("provider"))
+    return FileReference.objects.owned_by(request.user).prefetch_related(copies)
+
+
+def _own_reference(request: Request, file_id: Any) -> FileReference:
+    """The caller's file; anyone else's is as unknown as a file that never existed."""
+    reference = _references(request).filter(pk=file_id).first()
+    if reference is None:
+        raise NotFound("no such file among yours.")
+    return reference
+
+
+class FileListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+
+    class InputSerializer(serializers.Serializer):
+        continuation_id = serializers.UUIDField(required=False)
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        # Installed before anything can read the body, so the file is hashed as it is parsed.
+        self.upload_handler = HashingUploadHandler(request)
+        request.upload_handlers = [self.upload_handler]
+        return super().initialize_request(request, *args, **kwargs)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        self.upload_handler.discard()  # whatever ingest did not take, on every outcome
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        references = _references(request).order_by("-created")[: filters.validated_data["limit"]]
+        return Response({"files": FileOutputSerializer(references, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        uploads = request.FILES.getlist("file")
+        if len(uploads) != 1 or not isinstance(uploads[0], HashedUpload):
+            raise ValidationError({"file": ["send exactly one file, as the multipart/form-data field `file`."]})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversation = None
+        if thread := serializer.validated_data.get("continuation_id"):
+            conversation = Conversation.objects.filter(pk=thread, owner=request.user).first()
+            if conversation is None:
+                raise ValidationError({"continuation_id": ["no such conversation among yours."]})
+        upload = uploads[0]
+        reference = services.file_ingest(
+            owner=request.user,
+            blob=upload.blob,
+            name=upload.name or "upload",
+            content_type=upload.content_type or "",
+            conversation=conversation,
+        )
+        return Response(
+            FileOutputSerializer(_own_reference(request, reference.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class FileDetailView(APIView):
+    def get(self, request: Request, file_id: str) -> Response:
+        return Response(FileOutputSerializer(_own_reference(request, file_id)).data)
+
+    def delete(self, request: Request, file_id: str) -> Response:
+        """Drop the caller's reference; the blob goes with the last one, after the grace period."""
+        services.file_reference_drop(owner=request.user, file_id=_own_reference(request, file_id).pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FileContentView(APIView):
+    def get(self, request: Request, file_id: str) -> FileResponse:
+        reference = _own_reference(request, file_id)
+        stored = reference.stored_file
+        return FileResponse(
+            blob_open(stored.blob_name),
+            as_attachment=True,
+            filename=reference.name,
+            content_type=stored.content_type or "application/octet-stream",
+        )
