@@ -12,7 +12,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context, capture_exception
 from tools_app.circuit import get_circuit_breaker
-from tools_app.providers import ChatResult, ProviderError, ResolvedModel
+from tools_app.errors import ToolError
+from tools_app.providers import ChatResult, ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
 from tools_app.throttle.base import honour_cancellation
@@ -109,6 +110,19 @@ class Tool(abc.ABC):
 
     def descriptor(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "inputSchema": self.input_schema}
+
+
+def resolve_tool_model(name: str | None) -> ResolvedModel:
+    """The model a tool call names (or `auto`), as a ToolError the caller can act on when it cannot be had."""
+    try:
+        return resolve_model(name)
+    except UnknownModel as exc:
+        names = ", ".join(spec.name for spec in available_models()) or "none configured"
+        raise ToolError(
+            "invalid_arguments", f"unknown model {exc.args[0]!r}; available: auto, kimi, glm, {names}."
+        ) from None
+    except ProviderError as exc:
+        raise ToolError(exc.code, exc.message) from None
 
 
 def object_schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:

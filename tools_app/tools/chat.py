@@ -7,12 +7,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from files_app.models import FileReference
 from tools_app.conversations import conversation_open, conversation_record_turn
 from tools_app.errors import ToolError
-from tools_app.providers import ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
+from tools_app.providers import ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
-from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
+from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema, resolve_tool_model
+from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, own_references
 
 SYSTEM_PROMPT = (
     "You are a senior engineer consulted by another AI coding assistant. Answer precisely and "
@@ -37,10 +39,14 @@ class ChatTool(Tool):
             "system_prompt": {"type": "string", "description": "Replaces the default system prompt."},
             "continuation_id": {"type": "string", "description": "Thread id from an earlier reply."},
             "images": {"type": "array", "items": {"type": "string"}, "description": "Data URLs or file ids."},
-            "files": {"type": "array", "items": {"type": "string"}, "description": "Uploaded file ids."},
+            "files": FILE_IDS_SCHEMA,
         },
         required=["prompt"],
     )
+
+    async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[FileReference]) -> ResolvedModel:
+        """The model this call goes to; subclasses narrow or choose it."""
+        return resolve_tool_model(arguments.get("model"))
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         prompt: str = arguments["prompt"]
@@ -50,29 +56,26 @@ class ChatTool(Tool):
                 f"prompt is {len(prompt):,} characters, over the limit of {settings.EXAI_MAX_PROMPT_CHARS:,}; "
                 "send the text as a file instead.",
             )
-        for unsupported in ("images", "files"):
-            if arguments.get(unsupported):
-                raise ToolError("invalid_arguments", f"`{unsupported}` is not supported by this server yet.")
-        try:
-            resolved = resolve_model(arguments.get("model"))
-        except UnknownModel as exc:
-            names = ", ".join(spec.name for spec in available_models()) or "none configured"
-            raise ToolError(
-                "invalid_arguments", f"unknown model {exc.args[0]!r}; available: auto, kimi, glm, {names}."
-            ) from None
-        except ProviderError as exc:
-            raise ToolError(exc.code, exc.message) from None
+        if arguments.get("images"):
+            raise ToolError("invalid_arguments", "`images` is not supported by this server yet.")
+        files = await own_references(ctx, arguments.get("files") or [])
+        resolved = await self.resolve(ctx, arguments, files)
 
         continuation_id = arguments.get("continuation_id")
         if not continuation_id:
-            return await self._turn(ctx, arguments, resolved, None)
+            return await self._turn(ctx, arguments, resolved, files, None)
         # Turns of one thread run one at a time, in order, each seeing the turns before it.
         async with get_throttle().conversation(continuation_id) as waited_ms:
             ctx.conversation_wait_ms += waited_ms
-            return await self._turn(ctx, arguments, resolved, continuation_id)
+            return await self._turn(ctx, arguments, resolved, files, continuation_id)
 
     async def _turn(
-        self, ctx: CallContext, arguments: dict[str, Any], resolved: ResolvedModel, continuation_id: str | None
+        self,
+        ctx: CallContext,
+        arguments: dict[str, Any],
+        resolved: ResolvedModel,
+        files: list[FileReference],
+        continuation_id: str | None,
     ) -> ToolResult:
         prompt: str = arguments["prompt"]
         conversation, history = await database_sync_to_async(conversation_open)(
@@ -80,6 +83,7 @@ class ChatTool(Tool):
         )
         messages: list[ChatMessage] = [
             {"role": "system", "content": arguments.get("system_prompt") or SYSTEM_PROMPT},
+            *await file_messages(ctx, resolved, files),
             *history,
             {"role": "user", "content": prompt},
         ]
@@ -112,5 +116,6 @@ class ChatTool(Tool):
                 "tokens_in": reply.tokens_in,
                 "tokens_out": reply.tokens_out,
                 "finish_reason": reply.finish_reason,
+                "files": [str(reference.id) for reference in files],
             },
         )

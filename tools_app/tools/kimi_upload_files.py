@@ -1,0 +1,21 @@
+"""`kimi_upload_files`: put uploaded files on Moonshot's files API, once per content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
+from tools_app.tools.files import FILE_IDS_SCHEMA, files_provider, own_references, upload_copies
+
+
+class KimiUploadFilesTool(Tool):
+    name = "kimi_upload_files"
+    description = (
+        "Upload your files to Moonshot (Kimi) for text extraction, in parallel; a file already there is not "
+        "sent again. Returns each file's Moonshot id."
+    )
+    input_schema = object_schema({"files": {**FILE_IDS_SCHEMA, "minItems": 1}}, required=["files"])
+
+    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
+        provider = files_provider("kimi")
+        return await upload_copies(ctx, provider, await own_references(ctx, arguments["files"]))
