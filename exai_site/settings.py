@@ -149,24 +149,25 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # API keys, tokens and passwords are scrubbed from every record, whatever logged it.
+    "filters": {
+        "redact": {"()": "exai_site.log_filters.RedactSecrets"},
+        # Provider SDKs dump request bodies (prompts, file contents) below WARNING.
+        "sdk_bodies": {"()": "exai_site.log_filters.DropSdkChatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["sdk_bodies", "redact"]},
         # Every ERROR record becomes an error occurrence (errors_app), with recent lines as context.
-        "errors": {"()": "errors_app.capture.ErrorCaptureHandler"},
-        "recent": {"()": "errors_app.capture.RecentLinesHandler"},
+        "errors": {"()": "errors_app.capture.ErrorCaptureHandler", "filters": ["sdk_bodies", "redact"]},
+        "recent": {"()": "errors_app.capture.RecentLinesHandler", "filters": ["sdk_bodies", "redact"]},
     },
     "root": {"handlers": ["console", "errors", "recent"], "level": env_str("EXAI_LOG_LEVEL", "INFO").upper()},
     "loggers": {
         # One handler for Django's messages too (its default adds a second in DEBUG).
         "django": {"handlers": ["console", "errors", "recent"], "level": "INFO", "propagate": False},
-        # The SDKs log request bodies (prompts, file contents) at DEBUG: keep them quiet.
-        "openai": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-        # openai 3.x ships its HTTP stack under these names.
-        "httpx2": {"level": "WARNING"},
-        "httpcore2": {"level": "WARNING"},
-        "zhipuai": {"level": "WARNING"},
+        # Quiet by default too (the handlers' sdk_bodies filter holds whatever level is set).
+        # openai 3.x ships its HTTP stack as httpx2/httpcore2.
+        **{name: {"level": "WARNING"} for name in ("openai", "httpx", "httpcore", "httpx2", "httpcore2", "zhipuai")},
         "daphne": {"level": "WARNING"},
     },
 }
