@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ws_overhead.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/throttle.py
 	$(BIN)/python benchmarks/error_capture.py
+	$(BIN)/python benchmarks/file_ingest.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

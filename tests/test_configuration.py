@@ -71,3 +71,16 @@ def test_a_configuration_mistake_is_a_system_check_with_a_hint(
 def test_the_development_secret_key_is_flagged_when_debug_is_off(settings: Any) -> None:
     settings.DEBUG = False
     assert "exai.W001" in check_ids(include_deployment_checks=True)
+
+
+def test_every_variable_the_settings_read_is_documented_in_env_example_and_the_readme() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    read = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', (root / "exai_site" / "settings.py").read_text()))
+    example = set(re.findall(r"^([A-Z0-9_]+)=", (root / ".env.example").read_text(), re.M))
+    readme = (root / "README.md").read_text()
+    assert read, "no variables found: the pattern no longer matches settings.py"
+    assert sorted(read - example) == []
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []
