@@ -26,7 +26,7 @@ from django.utils import timezone
 from files_app.blobs import blob_delete, incoming_dir
 from files_app.models import CleanupRun, ProviderFileUpload, StoredFile
 from files_app.services import PROVIDER_NAME_PREFIX
-from tools_app.providers import Provider, ProviderError, configured_providers, get_provider
+from tools_app.providers import Provider, ProviderError, get_provider
 from tools_app.providers.base import ProviderFile
 from tools_app.throttle import get_throttle
 
@@ -51,9 +51,9 @@ def files_cleanup(
     try:
         if dry_run:
             run.bytes_freed = candidates.aggregate(total=Sum("size"))["total"] or 0
-            run.provider_copies_deleted = ProviderFileUpload.objects.filter(
-                stored_file__in=candidate_ids, status__in=_REMOTE_STATES
-            ).count()
+            run.provider_copies_deleted = (
+                ProviderFileUpload.objects.filter(stored_file__in=candidate_ids).exclude(provider_file_id="").count()
+            )
         else:
             for start in range(0, len(candidate_ids), BATCH):
                 _clean_batch(run, candidate_ids[start : start + BATCH], cutoff)
@@ -69,15 +69,6 @@ def files_cleanup(
         run.finished_at = timezone.now()
         run.save()
     return run
-
-
-# Copies that may exist on the provider's side (a failed upload may still have landed there).
-_REMOTE_STATES = [
-    ProviderFileUpload.Status.UPLOADED,
-    ProviderFileUpload.Status.UPLOADING,
-    ProviderFileUpload.Status.DELETING,
-    ProviderFileUpload.Status.FAILED,
-]
 
 
 def _claim(pk: int, cutoff: Any) -> StoredFile | None:
@@ -131,13 +122,22 @@ async def _delete_copies(copies: list[ProviderFileUpload]) -> list[str | None]:
             provider = get_provider(copy.provider)
             if not provider.configured:
                 return f"{provider.label} is not configured, so its copy cannot be deleted"
-            async with get_throttle().slots(provider=provider.name, user_id=CLEANUP_USER):
-                await provider.delete_file(copy.provider_file_id)  # already gone counts as deleted
+            await _delete_remote(provider, copy.provider_file_id)
         except (ProviderError, KeyError) as exc:
             return str(exc)
         return None
 
     return list(await asyncio.gather(*(delete(copy) for copy in copies)))
+
+
+async def _delete_remote(provider: Provider, file_id: str) -> None:
+    """Delete one provider file through the throttle; one the provider no longer has counts as deleted."""
+    try:
+        async with get_throttle().slots(provider=provider.name, user_id=CLEANUP_USER):
+            await provider.delete_file(file_id)
+    except ProviderError as exc:
+        if exc.status != 404:
+            raise
 
 
 def _sweep_incoming(max_age_s: float = 24 * 3600) -> None:
@@ -175,10 +175,5 @@ async def provider_orphans_delete(*, provider: Provider, dry_run: bool = False) 
     orphans = await provider_orphans(provider=provider)
     if not dry_run:
         for orphan in orphans:
-            async with get_throttle().slots(provider=provider.name, user_id=CLEANUP_USER):
-                await provider.delete_file(orphan.id)
+            await _delete_remote(provider, orphan.id)
     return orphans
-
-
-def providers_with_files() -> list[Provider]:
-    return [provider for provider in configured_providers() if provider.max_file_bytes]

@@ -152,6 +152,15 @@ def test_a_provider_copy_that_cannot_be_deleted_keeps_the_blob_for_the_next_run(
     assert not StoredFile.objects.exists() and stub.files == {}
 
 
+def test_a_provider_copy_already_gone_from_the_provider_counts_as_deleted(user: Any, stub: Any) -> None:
+    reference = with_kimi_copy(user, b"vanished")
+    file_reference_drop(owner=user, file_id=reference.pk)
+    stub.files.clear()  # deleted on the provider's side meanwhile
+    run = files_cleanup(grace_hours=0)
+    assert (run.blobs_removed, run.provider_copies_deleted, run.errors) == (1, 1, [])
+    assert len(stub.of_kind("file_delete")) == 0 and not StoredFile.objects.exists()
+
+
 def test_the_command_shows_progress_and_a_summary(user: Any) -> None:
     for index in range(3):
         file_reference_drop(owner=user, file_id=ingest(user, f"file {index}".encode()).pk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from pathlib import Path
@@ -13,8 +14,9 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 
 from files_app.blobs import BlobWriter, FileTooLarge, blob_from_chunks, incoming_dir
-from files_app.models import FileReference, StoredFile
-from files_app.services import file_ingest, file_read_text, file_reference_drop
+from files_app.models import FileReference, ProviderFileUpload, StoredFile
+from files_app.services import file_ingest, file_read_text, file_reference_drop, provider_copy_ensure
+from tools_app.providers import get_provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,19 +57,22 @@ def test_no_temporary_file_is_left_behind_by_ingest(user: Any) -> None:
     assert list(incoming_dir().iterdir()) == []
 
 
-def test_fifty_concurrent_uploads_of_one_content_leave_one_blob_with_fifty_references(
-    django_user_model: Any,
+def test_fifty_concurrent_uploads_of_one_content_leave_one_blob_fifty_references_and_one_provider_copy(
+    django_user_model: Any, stub: Any
 ) -> None:
     users = [django_user_model.objects.create_user(username=f"u{i}") for i in range(5)]
     data = b"popular file contents\n" * 1000
     barrier = threading.Barrier(50)
     failures: list[BaseException] = []
+    kimi = get_provider("kimi")
 
     def upload(index: int) -> None:
+        # Each thread is a request of its own: its own database connection and event loop.
         try:
             blob = blob_from_chunks([data])
             barrier.wait()
-            file_ingest(owner=users[index % 5], blob=blob, name=f"copy-{index}.txt")
+            reference = file_ingest(owner=users[index % 5], blob=blob, name="popular[[stub:delay=0.2]].txt")
+            asyncio.run(provider_copy_ensure(stored=reference.stored_file, provider=kimi, user_id=reference.owner_id))
         except BaseException as exc:
             failures.append(exc)
         finally:
@@ -84,6 +89,8 @@ def test_fifty_concurrent_uploads_of_one_content_leave_one_blob_with_fifty_refer
     assert list(stored_path(stored).parent.iterdir()) == [stored_path(stored)]
     assert stored_path(stored).read_bytes() == data
     assert list(incoming_dir().iterdir()) == []
+    assert len(stub.of_kind("file_upload_attempt")) == 1
+    assert ProviderFileUpload.objects.get().status == "uploaded"
 
 
 def test_an_empty_file_is_stored_and_read_back_as_empty_text(user: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,27 @@ class ChatResult:
     finish_reason: str | None = None
     ttft_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ReplyCollector:
+    """Gathers a streamed reply (its text, its time to first token) and hands each delta on."""
+
+    def __init__(self, model: str, on_delta: DeltaCallback | None) -> None:
+        self.result = ChatResult(text="", model=model)
+        self._on_delta = on_delta
+        self._parts: list[str] = []
+        self._started = time.perf_counter()
+
+    async def add(self, delta: str) -> None:
+        if self.result.ttft_ms is None:
+            self.result.ttft_ms = (time.perf_counter() - self._started) * 1000
+        self._parts.append(delta)
+        if self._on_delta is not None:
+            await self._on_delta(delta)
+
+    def finish(self) -> ChatResult:
+        self.result.text = "".join(self._parts)
+        return self.result
 
 
 @dataclass(frozen=True)
@@ -152,8 +174,8 @@ class Provider(abc.ABC):
         """The text the provider extracted from an uploaded file."""
         raise self.no_files_api()
 
-    async def delete_file(self, file_id: str) -> bool:
-        """Delete an uploaded file; False when the provider no longer had it."""
+    async def delete_file(self, file_id: str) -> None:
+        """Delete an uploaded file (a file the provider no longer has is a ProviderError with status 404)."""
         raise self.no_files_api()
 
     async def list_files(self) -> list[ProviderFile]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
@@ -37,6 +36,7 @@ from tools_app.providers.base import (
     Provider,
     ProviderError,
     ProviderFile,
+    ReplyCollector,
     extracted_text,
 )
 from tools_app.providers.openai_compatible import provider_error_from_status
@@ -103,7 +103,7 @@ class GlmProvider(Provider):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         state: dict[str, Any] = {}
-        result = ChatResult(text="", model=model)
+        reply = ReplyCollector(model, on_delta)
         kwargs = self.request_body(model, messages, temperature, max_tokens, response_format)
 
         def put(item: Any) -> None:
@@ -124,8 +124,6 @@ class GlmProvider(Provider):
             except BaseException as exc:  # handed to the loop, which raises it
                 put(("error", exc))
 
-        started = time.perf_counter()
-        parts: list[str] = []
         future = loop.run_in_executor(self.executor, work)
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -133,14 +131,9 @@ class GlmProvider(Provider):
                     kind, payload = item
                     if kind == "error":
                         raise self._translate(payload)
-                    self._absorb(payload, result)
-                    delta = payload.choices[0].delta.content if payload.choices else None
-                    if delta:
-                        if result.ttft_ms is None:
-                            result.ttft_ms = (time.perf_counter() - started) * 1000
-                        parts.append(delta)
-                        if on_delta is not None:
-                            await on_delta(delta)
+                    self._absorb(payload, reply.result)
+                    if payload.choices and (delta := payload.choices[0].delta.content):
+                        await reply.add(delta)
         except TimeoutError:
             raise self.timed_out() from None
         finally:
@@ -149,8 +142,7 @@ class GlmProvider(Provider):
                 stream = state.get("stream")
                 if stream is not None:
                     _abort(stream.response)
-        result.text = "".join(parts)
-        return result
+        return reply.finish()
 
     # --- files API: the SDK is synchronous, so each operation runs in this provider's threads ---
 
@@ -181,15 +173,8 @@ class GlmProvider(Provider):
         content = partial(self.client.files.content, file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
         return extracted_text((await self._in_thread(content)).content.decode("utf-8", "replace"))
 
-    async def delete_file(self, file_id: str) -> bool:
-        delete = partial(self.client.files.delete, file_id=file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
-        try:
-            await self._in_thread(delete)
-        except ProviderError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+    async def delete_file(self, file_id: str) -> None:
+        await self._in_thread(partial(self.client.files.delete, file_id=file_id, timeout=settings.EXAI_FILE_TIMEOUT_S))
 
     async def list_files(self) -> list[ProviderFile]:
         def list_all() -> list[ProviderFile]:

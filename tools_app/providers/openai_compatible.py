@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from tools_app.providers.base import (
     Provider,
     ProviderError,
     ProviderFile,
+    ReplyCollector,
     extracted_text,
 )
 
@@ -80,9 +80,7 @@ class OpenAICompatibleProvider(Provider):
         on_delta: DeltaCallback | None,
         response_format: dict[str, Any] | None = None,
     ) -> ChatResult:
-        started = time.perf_counter()
-        parts: list[str] = []
-        result = ChatResult(text="", model=model)
+        reply = ReplyCollector(model, on_delta)
         body = self.request_body(model, messages, temperature, max_tokens, response_format)
         if extra := self.extra_body(model):
             body.update(extra)
@@ -100,15 +98,9 @@ class OpenAICompatibleProvider(Provider):
             )
             async with stream:
                 async for chunk in stream:
-                    delta = _absorb(chunk, result)
-                    if delta:
-                        if result.ttft_ms is None:
-                            result.ttft_ms = (time.perf_counter() - started) * 1000
-                        parts.append(delta)
-                        if on_delta is not None:
-                            await on_delta(delta)
-        result.text = "".join(parts)
-        return result
+                    if delta := _absorb(chunk, reply.result):
+                        await reply.add(delta)
+        return reply.finish()
 
     @asynccontextmanager
     async def _translated_errors(self, timeout_s: float) -> AsyncIterator[None]:
@@ -148,17 +140,11 @@ class OpenAICompatibleProvider(Provider):
             response = await self.client.files.content(file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
         return extracted_text(response.text)
 
-    async def delete_file(self, file_id: str) -> bool:
+    async def delete_file(self, file_id: str) -> None:
         if not self.max_file_bytes:
             raise self.no_files_api()
-        try:
-            async with self._translated_errors(settings.EXAI_FILE_TIMEOUT_S):
-                await self.client.files.delete(file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
-        except ProviderError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        async with self._translated_errors(settings.EXAI_FILE_TIMEOUT_S):
+            await self.client.files.delete(file_id, timeout=settings.EXAI_FILE_TIMEOUT_S)
 
     async def list_files(self) -> list[ProviderFile]:
         if not self.max_file_bytes:

@@ -125,6 +125,15 @@ def resolve_tool_model(name: str | None) -> ResolvedModel:
         raise ToolError(exc.code, exc.message) from None
 
 
+# Schema fragments the chat-like tools share: each is defined, and described, once.
+MODEL_PROPERTY: dict[str, Any] = {
+    "type": "string",
+    "description": "Model name or alias: auto, kimi, glm (see listmodels).",
+}
+TEMPERATURE_PROPERTY: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}
+CONTINUATION_PROPERTY: dict[str, Any] = {"type": "string", "description": "Thread id from an earlier reply."}
+
+
 def object_schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {
         "type": "object",

@@ -13,7 +13,16 @@ from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
-from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema, resolve_tool_model
+from tools_app.tools.base import (
+    CONTINUATION_PROPERTY,
+    MODEL_PROPERTY,
+    TEMPERATURE_PROPERTY,
+    CallContext,
+    Tool,
+    ToolResult,
+    object_schema,
+    resolve_tool_model,
+)
 from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, own_references
 
 SYSTEM_PROMPT = (
@@ -31,13 +40,10 @@ class ChatTool(Tool):
     input_schema = object_schema(
         {
             "prompt": {"type": "string", "minLength": 1, "description": "Your question or request."},
-            "model": {
-                "type": "string",
-                "description": "Model name or alias: auto, kimi, glm (see listmodels).",
-            },
-            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+            "model": MODEL_PROPERTY,
+            "temperature": TEMPERATURE_PROPERTY,
             "system_prompt": {"type": "string", "description": "Replaces the default system prompt."},
-            "continuation_id": {"type": "string", "description": "Thread id from an earlier reply."},
+            "continuation_id": CONTINUATION_PROPERTY,
             "images": {"type": "array", "items": {"type": "string"}, "description": "Data URLs or file ids."},
             "files": FILE_IDS_SCHEMA,
         },

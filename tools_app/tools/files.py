@@ -29,6 +29,8 @@ FILE_IDS_SCHEMA: dict[str, Any] = {
 
 
 async def own_references(ctx: CallContext, file_ids: list[str]) -> list[FileReference]:
+    if not file_ids:
+        return []  # most calls name no file: no trip to the database for them
     return await database_sync_to_async(file_references_resolve)(owner=ctx.user, file_ids=file_ids)
 
 

@@ -7,7 +7,14 @@ from typing import Any
 from files_app.models import FileReference
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel
-from tools_app.tools.base import CallContext, object_schema, resolve_tool_model
+from tools_app.tools.base import (
+    CONTINUATION_PROPERTY,
+    MODEL_PROPERTY,
+    TEMPERATURE_PROPERTY,
+    CallContext,
+    object_schema,
+    resolve_tool_model,
+)
 from tools_app.tools.chat import ChatTool
 from tools_app.tools.files import FILE_IDS_SCHEMA
 
@@ -22,9 +29,9 @@ class KimiChatWithFilesTool(ChatTool):
         {
             "prompt": {"type": "string", "minLength": 1, "description": "Your question about the files."},
             "files": {**FILE_IDS_SCHEMA, "minItems": 1},
-            "model": {"type": "string", "description": "A Kimi model (default: kimi)."},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-            "continuation_id": {"type": "string", "description": "Thread id from an earlier reply."},
+            "model": {**MODEL_PROPERTY, "description": "A Kimi model (default: kimi)."},
+            "temperature": TEMPERATURE_PROPERTY,
+            "continuation_id": CONTINUATION_PROPERTY,
         },
         required=["prompt", "files"],
     )

@@ -11,7 +11,15 @@ from files_app.models import FileReference
 from files_app.services import check_fits
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel, configured_providers
-from tools_app.tools.base import CallContext, ToolResult, object_schema, resolve_tool_model
+from tools_app.tools.base import (
+    CONTINUATION_PROPERTY,
+    MODEL_PROPERTY,
+    TEMPERATURE_PROPERTY,
+    CallContext,
+    ToolResult,
+    object_schema,
+    resolve_tool_model,
+)
 from tools_app.tools.chat import ChatTool
 
 
@@ -26,9 +34,9 @@ class SmartFileQueryTool(ChatTool):
         {
             "file": {"type": "string", "minLength": 1, "description": "Id of your uploaded file."},
             "question": {"type": "string", "minLength": 1},
-            "model": {"type": "string", "description": "Model or alias; by default chosen by the file's size."},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-            "continuation_id": {"type": "string", "description": "Thread id from an earlier reply."},
+            "model": {**MODEL_PROPERTY, "description": "Model or alias; by default chosen by the file's size."},
+            "temperature": TEMPERATURE_PROPERTY,
+            "continuation_id": CONTINUATION_PROPERTY,
         },
         required=["file", "question"],
     )
