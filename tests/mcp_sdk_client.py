@@ -5,6 +5,7 @@ cannot be installed beside zhipuai. Usage:
 
     python mcp_sdk_client.py --mode legacy|auto --url http://127.0.0.1:PORT/mcp --token T
     python mcp_sdk_client.py --mode auto --stdio PYTHON MANAGE_PY WS_URL --token T
+    python mcp_sdk_client.py --url ... --token T --file-id ID    (also asks smart_file_query about a file)
 """
 
 import argparse
@@ -17,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 
-async def exercise(client: Client) -> dict[str, Any]:
+async def exercise(client: Client, file_id: str | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"protocol_version": client.protocol_version}
     tools = await client.list_tools()
     report["tools"] = sorted(tool.name for tool in tools.tools)
@@ -35,6 +36,9 @@ async def exercise(client: Client) -> dict[str, Any]:
         "meta": result.meta,
         "progress": progress,
     }
+    if file_id:
+        answer = await client.call_tool("smart_file_query", {"file": file_id, "question": "what does it do?"})
+        report["file_query"] = {"is_error": answer.is_error, "text": answer.content[0].text, "meta": answer.meta}
     bad = await client.call_tool("chat", {"prompt": 7})
     report["bad_arguments"] = {"is_error": bad.is_error, "text": bad.content[0].text}
     try:
@@ -55,6 +59,7 @@ async def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--stdio", nargs=3, metavar=("PYTHON", "MANAGE_PY", "WS_URL"))
     parser.add_argument("--token", required=True)
+    parser.add_argument("--file-id")
     args = parser.parse_args()
     if args.stdio:
         python, manage, ws_url = args.stdio
@@ -67,7 +72,7 @@ async def main() -> None:
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {args.token}"}, timeout=30) as http:
             transport = streamable_http_client(args.url, http_client=http)
             async with Client(transport, mode=args.mode) as client:
-                report = await exercise(client)
+                report = await exercise(client, args.file_id)
     print(json.dumps(report))
 
 

@@ -153,6 +153,21 @@ async def test_the_official_sdk_over_streamable_http(
     assert_full_session(report, version)
 
 
+async def test_the_official_sdk_asks_about_a_file_uploaded_over_rest(
+    server: ServerProcess, token: str, stub: Any
+) -> None:
+    source = "def greet(name):\n    return f'hello {name}'\n"
+    async with httpx.AsyncClient(base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        uploaded = await client.post("/api/files/", files={"file": ("greet.py", source.encode(), "text/x-python")})
+    assert uploaded.status_code == 201, uploaded.text
+    args = ["--mode", "auto", "--url", f"{server.http_url}/mcp", "--token", token, "--file-id", uploaded.json()["id"]]
+    report = await asyncio.to_thread(run_sdk_client, *args)
+    assert report["file_query"]["is_error"] is False
+    assert report["file_query"]["text"].startswith("stub reply from kimi-k2-0905-preview: what does it do?")
+    sent = stub.chat_requests()[-1]["payload"]["messages"]
+    assert any("--- file: greet.py ---\ndef greet(name):" in m["content"] for m in sent if m["role"] == "system")
+
+
 @pytest.mark.parametrize(("mode", "version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
 async def test_the_official_sdk_over_stdio_through_mcp_stdio(
     server: ServerProcess, token: str, mode: str, version: str
