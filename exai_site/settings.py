@@ -243,6 +243,11 @@ EXAI_FILE_TIMEOUT_S = env_float("EXAI_FILE_TIMEOUT_S", 90.0, minimum=1.0)
 # Unreferenced blobs are kept this long (a re-upload meanwhile costs nothing) before cleanup_files removes them.
 EXAI_FILE_GRACE_HOURS = env_float("EXAI_FILE_GRACE_HOURS", 24.0, minimum=0.0)
 
+# --- Metrics -----------------------------------------------------------------
+# Latency samples are written in batches this often (and at once when a batch is full).
+EXAI_METRICS_FLUSH_S = env_float("EXAI_METRICS_FLUSH_S", 0.5, minimum=0.01)
+EXAI_METRICS_BATCH = env_int("EXAI_METRICS_BATCH", 1000, minimum=1)
+
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)
 EXAI_CONVERSATION_TTL_HOURS = env_float("EXAI_CONVERSATION_TTL_HOURS", 3.0, minimum=0.01)

@@ -1,10 +1,12 @@
 from django.urls import path
 
-from metrics_app import health
+from metrics_app import api, health, views
 
 urlpatterns = [
     path("health/", health.health, name="health"),
     path("health/live/", health.live, name="health-live"),
     path("health/ready/", health.ready, name="health-ready"),
     path("health/websocket/", health.websocket_health, name="health-websocket"),
+    path("api/metrics/summary/", api.MetricsSummaryView.as_view(), name="metrics-summary"),
+    path("metrics", views.prometheus_metrics, name="prometheus"),
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from errors_app.capture import take_pending
+from metrics_app.recorder import buffer as sample_buffer
 from tests.provider_stub import ProviderStub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +87,9 @@ def stub(provider_stub: ProviderStub, settings: Any, file_root: Path) -> Provide
     settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
     settings.EXAI_HANDLE_SIGTERM = False  # pytest owns this process's signals
     take_pending()  # errors captured by an earlier test are that test's business
+    sample_buffer.take()  # and so are its latency samples
+    # The writer thread leaves samples to the tests, which flush them while they may use the database.
+    settings.EXAI_METRICS_FLUSH_S = 3600
     return provider_stub
 
 

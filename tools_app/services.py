@@ -13,13 +13,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context
+from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import REGISTRY
-from tools_app.tools.base import CallContext, TextCallback
+from tools_app.tools.base import CallContext, TextCallback, ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +101,12 @@ async def tool_call(
     lifecycle = get_lifecycle()
     if lifecycle.draining:
         return shutting_down_outcome()
-    started = time.perf_counter()
     ctx = CallContext(user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream)
     task = asyncio.current_task()
     if task is not None:
         lifecycle.track(task)
     context_token = call_context.set({"tool": name, "request_id": request_id, "user_id": getattr(user, "pk", None)})
+    outcome: CallOutcome | None = None
     try:
         tool = REGISTRY.get(name) if isinstance(name, str) else None
         if tool is None:
@@ -115,42 +116,78 @@ async def tool_call(
         # so a slow provider fails as its own `timeout` first.
         async with asyncio.timeout(settings.EXAI_TOOL_TIMEOUT_S):
             result = await tool.run(ctx, arguments)
+        outcome = _success(ctx, result)
     except ToolError as exc:
-        return error_outcome(exc.code, exc.message)
+        outcome = error_outcome(exc.code, exc.message)
     except ProviderError as exc:
-        return error_outcome(exc.code, exc.message)
+        outcome = error_outcome(exc.code, exc.message)
     except Overloaded as exc:
-        return error_outcome(
+        outcome = error_outcome(
             "overloaded",
             f"no {exc.pool} slot became free within {settings.EXAI_QUEUE_TIMEOUT_S:g}s; retry later.",
         )
     except TimeoutError:
-        return error_outcome("timeout", f"{name} exceeded its deadline of {settings.EXAI_TOOL_TIMEOUT_S:g}s.")
+        outcome = error_outcome("timeout", f"{name} exceeded its deadline of {settings.EXAI_TOOL_TIMEOUT_S:g}s.")
+    except asyncio.CancelledError:
+        outcome = interrupted_outcome()  # recorded as such; the cancellation goes on up
+        raise
     except Exception:
         logger.exception("tool %s failed (request %s)", name, request_id)
-        return error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
+        outcome = error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
     finally:
         call_context.reset(context_token)
         if task is not None:
             lifecycle.untrack(task)
+        _record(ctx, name if isinstance(name, str) else repr(name), arguments, outcome)
+    return outcome
 
-    metrics: LatencyMetrics = {
-        "total_latency_ms": round((time.perf_counter() - started) * 1000, 3),
+
+def _latency_metrics(ctx: CallContext) -> LatencyMetrics:
+    return {
+        "total_latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
         "global_sem_wait_ms": round(ctx.global_sem_wait_ms, 3),
         "provider_sem_wait_ms": round(ctx.provider_sem_wait_ms, 3),
         "processing_ms": round(ctx.processing_ms, 3),
         "user_sem_wait_ms": round(ctx.user_sem_wait_ms, 3),
         "conversation_wait_ms": round(ctx.conversation_wait_ms, 3),
     }
+
+
+def _success(ctx: CallContext, result: ToolResult) -> CallOutcome:
     metadata = {
         "provider": None,
         "model": None,
         "continuation_id": None,
         "cache_hit": False,
         **result.metadata,
-        "latency_metrics": metrics,
+        "latency_metrics": _latency_metrics(ctx),
     }
     return {"outputs": [{"type": "text", "text": result.text, "metadata": metadata}], "text": result.text}
+
+
+def _record(ctx: CallContext, name: str, arguments: Any, outcome: CallOutcome | None) -> None:
+    """One latency sample per call, whatever its outcome (off the call path: see metrics_app.recorder)."""
+    error = (outcome or {}).get("error")
+    outputs = (outcome or {}).get("outputs")
+    metadata: dict[str, Any] = outputs[0]["metadata"] if outputs else {}
+    record_call(
+        tool=name,
+        user_id=getattr(ctx.user, "pk", None),
+        request_id=ctx.request_id,
+        status=error["code"] if error else ("cancelled" if outcome is None else "ok"),
+        metrics=metadata.get("latency_metrics") or dict(_latency_metrics(ctx)),
+        provider=metadata.get("provider") or ctx.provider,
+        model=metadata.get("model") or ctx.model,
+        ttft_ms=ctx.ttft_ms,
+        tokens_in=ctx.tokens_in,
+        tokens_out=ctx.tokens_out,
+        # The text the caller sent and got, UTF-8: the arguments' strings, and the reply.
+        bytes_in=sum(len(v.encode()) for v in arguments.values() if isinstance(v, str))
+        if isinstance(arguments, dict)
+        else 0,
+        bytes_out=len((outcome or {}).get("text", "").encode()),
+        cache_hit=bool(metadata.get("cache_hit")),
+    )
 
 
 async def health_snapshot() -> dict[str, Any]:

@@ -40,6 +40,14 @@ class CallContext:
     provider_sem_wait_ms: float = 0.0
     conversation_wait_ms: float = 0.0
     processing_ms: float = 0.0
+    # What the metrics sample records: the provider and model last called (known even when
+    # the call fails), time to first token of the first call, tokens of all of them.
+    provider: str | None = None
+    model: str | None = None
+    ttft_ms: float | None = None  # from the start of the tool call, waits included: what the caller sees
+    started: float = field(default_factory=time.perf_counter)
+    tokens_in: int = 0
+    tokens_out: int = 0
 
     async def progress(self, message: str) -> None:
         if self.on_progress is not None:
@@ -60,6 +68,7 @@ class CallContext:
         are given back, so the breaker's round trip never holds capacity.
         """
         provider = resolved.provider
+        self.provider, self.model = provider.name, resolved.spec.name
         call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": resolved.spec.name})
         breaker = get_circuit_breaker()
         admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
@@ -70,6 +79,8 @@ class CallContext:
             await breaker.record(provider.name, exc, probe=admission.probe)
             raise
         await breaker.record(provider.name, None, probe=admission.probe)
+        self.tokens_in += result.tokens_in
+        self.tokens_out += result.tokens_out
         return result
 
     async def _call_in_slots(
@@ -87,7 +98,7 @@ class CallContext:
             honour_cancellation()  # never start a provider request for a call that was cancelled
             started = time.perf_counter()
             try:
-                return await provider.chat(
+                result = await provider.chat(
                     model=resolved.spec.name,
                     messages=messages,
                     temperature=temperature,
@@ -96,6 +107,9 @@ class CallContext:
                 )
             finally:
                 self.processing_ms += (time.perf_counter() - started) * 1000
+            if self.ttft_ms is None and result.ttft_ms is not None:
+                self.ttft_ms = (started - self.started) * 1000 + result.ttft_ms
+            return result
 
 
 class Tool(abc.ABC):

@@ -1,0 +1,26 @@
+"""Delete latency samples older than a number of days, in batches."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from metrics_app.services import metrics_cleanup
+
+
+class Command(BaseCommand):
+    help = "Delete latency samples older than --older-than-days (default 30), in batches of --batch."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--older-than-days", type=float, default=30.0)
+        parser.add_argument("--batch", type=int, default=10_000, help="Rows deleted per transaction.")
+        parser.add_argument("--dry-run", action="store_true", help="Count what would go; change nothing.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["older_than_days"] < 0 or options["batch"] < 1:
+            raise CommandError("--older-than-days must be >= 0 and --batch >= 1")
+        before = timezone.now() - timedelta(days=options["older_than_days"])
+        count = metrics_cleanup(before=before, batch=options["batch"], dry_run=options["dry_run"])
+        verb = "would delete" if options["dry_run"] else "deleted"
+        self.stdout.write(self.style.SUCCESS(f"{verb} {count:,} latency samples older than {before:%Y-%m-%d %H:%M}"))

@@ -1,0 +1,45 @@
+"""One latency sample per tool call, failed or not."""
+
+from django.conf import settings
+from django.db import models
+
+
+class LatencySample(models.Model):
+    """Where one tool call's time went: slot waits, the provider, and the gateway's own cost."""
+
+    OK = "ok"  # `status` of a call that succeeded; otherwise the contract's error code
+
+    tool = models.CharField(max_length=64)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    # No database constraint: samples are written in bulk off the call path and outlive users;
+    # deleting a user must not have to touch millions of samples.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False
+    )
+    request_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=32, default=OK)
+    total_latency_ms = models.FloatField()
+    global_sem_wait_ms = models.FloatField(default=0.0)
+    provider_sem_wait_ms = models.FloatField(default=0.0)
+    processing_ms = models.FloatField(default=0.0, help_text="Time in the provider call.")
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to the first streamed token.")
+    overhead_ms = models.FloatField(default=0.0, help_text="Total minus waits minus provider time: the gateway's cost.")
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    bytes_in = models.PositiveBigIntegerField(default=0)
+    bytes_out = models.PositiveBigIntegerField(default=0)
+    cache_hit = models.BooleanField(default=False)
+    created = models.DateTimeField(db_index=False)
+
+    class Meta:
+        indexes = [
+            # Every summary, dashboard chart and cleanup reads a time window.
+            models.Index(fields=["created"], name="latency_sample_created"),
+            # Per-tool and per-provider windows (the dashboard's breakdowns).
+            models.Index(fields=["tool", "created"], name="latency_tool_created"),
+            models.Index(fields=["provider", "created"], name="latency_provider_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.status} {self.total_latency_ms:.1f} ms"

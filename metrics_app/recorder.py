@@ -1,0 +1,134 @@
+"""Record one sample per tool call without slowing the call: an append, written in batches.
+
+The caller only builds the row and appends it to a buffer (and updates the Prometheus
+series, in memory). A writer thread wakes every EXAI_METRICS_FLUSH_S, or as soon as a
+batch is full, and writes what is buffered with `bulk_create`. The server's shutdown
+flushes what is left (a lifecycle hook), and so does a normal interpreter exit, so a
+clean stop loses no sample.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from metrics_app import prometheus
+from metrics_app.models import LatencySample
+
+logger = logging.getLogger(__name__)
+
+
+class SampleBuffer:
+    def __init__(self) -> None:
+        self._items: list[LatencySample] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one writer at a time: the thread, shutdown or a test
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sample: LatencySample) -> None:
+        with self._lock:
+            self._items.append(sample)
+            full = len(self._items) >= settings.EXAI_METRICS_BATCH
+        if self._thread is None:
+            self._start()
+        if full:
+            self._wake.set()
+
+    def take(self) -> list[LatencySample]:
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def flush(self) -> int:
+        """Write everything buffered now; return how many samples were written."""
+        with self._flush_lock:
+            items = self.take()
+            if not items:
+                return 0
+            try:
+                LatencySample.objects.bulk_create(items, batch_size=settings.EXAI_METRICS_BATCH)
+            except Exception:
+                logger.warning("could not write %d latency samples", len(items), exc_info=True)
+                return 0
+            return len(items)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="exai-metrics-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=settings.EXAI_METRICS_FLUSH_S)
+            self._wake.clear()
+            self.flush()
+            close_old_connections()  # honours CONN_MAX_AGE for this thread's connection
+
+
+buffer = SampleBuffer()
+atexit.register(buffer.flush)
+
+
+def record_call(
+    *,
+    tool: str,
+    user_id: Any,
+    request_id: str,
+    status: str,
+    metrics: dict[str, float],
+    provider: str | None,
+    model: str | None,
+    ttft_ms: float | None = None,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+    cache_hit: bool = False,
+) -> None:
+    """Buffer one call's sample and count it in Prometheus; never raises into the call."""
+    try:
+        total = metrics["total_latency_ms"]
+        waits = sum(metrics.get(part, 0.0) for part in _WAITS)
+        sample = LatencySample(
+            tool=tool[:64],
+            provider=provider or "",
+            model=model or "",
+            user_id=user_id if isinstance(user_id, int) else None,
+            request_id=str(request_id)[:200],
+            status=status,
+            total_latency_ms=total,
+            global_sem_wait_ms=metrics.get("global_sem_wait_ms", 0.0),
+            provider_sem_wait_ms=metrics.get("provider_sem_wait_ms", 0.0),
+            processing_ms=metrics.get("processing_ms", 0.0),
+            ttft_ms=ttft_ms,
+            overhead_ms=max(0.0, total - waits - metrics.get("processing_ms", 0.0)),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            cache_hit=cache_hit,
+            created=timezone.now(),
+        )
+        buffer.add(sample)
+        prometheus.observe(sample)
+    except Exception:
+        logger.warning("could not record a latency sample", exc_info=True)
+
+
+# Every wait a call can spend before or between its provider calls.
+_WAITS = ("global_sem_wait_ms", "provider_sem_wait_ms", "user_sem_wait_ms", "conversation_wait_ms")
+
+
+async def flush_on_shutdown() -> None:
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(buffer.flush, thread_sensitive=False)()
