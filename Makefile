@@ -8,7 +8,7 @@ MCP_STAMP := $(MCP_VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8079
 
-.PHONY: run test bench lint typecheck clean
+.PHONY: run test bench lint typecheck clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ run: $(STAMP)
 	$(BIN)/python manage.py setup_local --port $(PORT)
 	$(BIN)/daphne -b $(HOST) -p $(PORT) exai_site.asgi:application
 
-test: $(STAMP) $(MCP_STAMP)
+# The dashboard's browser test drives Debian's chromium; without it (and without root to
+# install it) that one test is skipped, saying so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		echo "installing Debian's chromium for the dashboard's browser test" && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "no chromium here: the dashboard's browser test will be skipped"
+
+test: $(STAMP) $(MCP_STAMP) chromium
 	EXAI_MCP_CLIENT_PYTHON=$(CURDIR)/$(MCP_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -247,6 +247,8 @@ EXAI_FILE_GRACE_HOURS = env_float("EXAI_FILE_GRACE_HOURS", 24.0, minimum=0.0)
 # Latency samples are written in batches this often (and at once when a batch is full).
 EXAI_METRICS_FLUSH_S = env_float("EXAI_METRICS_FLUSH_S", 0.5, minimum=0.01)
 EXAI_METRICS_BATCH = env_int("EXAI_METRICS_BATCH", 1000, minimum=1)
+# How often an open dashboard gets a fresh snapshot.
+EXAI_DASHBOARD_INTERVAL_S = env_float("EXAI_DASHBOARD_INTERVAL_S", 2.0, minimum=0.1)
 
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)

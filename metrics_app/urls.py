@@ -9,4 +9,5 @@ urlpatterns = [
     path("health/websocket/", health.websocket_health, name="health-websocket"),
     path("api/metrics/summary/", api.MetricsSummaryView.as_view(), name="metrics-summary"),
     path("metrics", views.prometheus_metrics, name="prometheus"),
+    path("dashboard/", views.dashboard, name="dashboard"),
 ]

@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from exai_site.auth import Authentication, authenticate_token
+from metrics_app import live
 from tools_app.idempotency import idempotency_key, idempotency_store
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import McpServer, parse_frame
@@ -81,6 +82,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         if not self.closing:
+            live.frames["out"] += 1
             await self.send(text_data=json.dumps(payload))
 
     async def reply_error(self, code: str, message: str, request_id: Any = None) -> None:
@@ -90,6 +92,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         await self.send_json(payload)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        live.frames["in"] += 1
         if (size := frame_too_large(text_data, bytes_data)) is not None:
             await self.reply_error(
                 "invalid_request",
@@ -294,9 +297,11 @@ class McpConsumer(AsyncWebsocketConsumer):
 
     async def send_message(self, message: dict[str, Any]) -> None:
         if not self.closing:
+            live.frames["out"] += 1
             await self.send(text_data=json.dumps(message))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        live.frames["in"] += 1
         if (size := frame_too_large(text_data, bytes_data)) is not None:
             await self.send_message(
                 {

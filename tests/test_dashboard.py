@@ -1,0 +1,167 @@
+"""/dashboard/ and /ws/dashboard: staff only, constant queries, live updates; and in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from exai_site.asgi import application
+from metrics_app.dashboard import _database_part, dashboard_snapshot
+from metrics_app.models import LatencySample
+from metrics_app.recorder import buffer
+from tests.conftest import ROOT, ServerProcess, access_token
+from tools_app.services import tool_call
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def add_samples(tool: str, provider: str, count: int) -> None:
+    LatencySample.objects.bulk_create(
+        LatencySample(
+            tool=tool,
+            provider=provider,
+            model="m",
+            request_id=uuid.uuid4().hex,
+            total_latency_ms=float(i + 1),
+            created=timezone.now(),
+        )
+        for i in range(count)
+    )
+
+
+def test_the_page_is_for_staff_only(user: Any, admin_user: Any) -> None:
+    assert Client().get("/dashboard/").status_code == 302  # to the admin login
+    client = Client()
+    client.force_login(user)
+    assert client.get("/dashboard/").status_code == 302
+    client.force_login(admin_user)
+    page = client.get("/dashboard/")
+    assert page.status_code == 200
+    assert b"vendor/uplot/uPlot.iife.min.js" in page.content and b'id="dashboard-config"' in page.content
+
+
+def test_the_vendored_chart_library_and_its_licence_are_served_by_the_app(admin_user: Any) -> None:
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("vendor/uplot/uPlot.iife.min.js") and finders.find("vendor/uplot/LICENSE")
+    assert "MIT" in Path(finders.find("vendor/uplot/LICENSE")).read_text()
+
+
+def test_a_snapshot_costs_the_same_queries_for_one_tool_or_many() -> None:
+    add_samples("chat", "kimi", 5)
+    with CaptureQueriesContext(connection) as one:
+        first = _database_part(timezone.now())
+    for index in range(8):
+        add_samples(f"tool{index}", f"p{index}", 3)
+    with CaptureQueriesContext(connection) as many:
+        second = _database_part(timezone.now())
+    assert len(many) == len(one)
+    assert sum(first["series"]["calls"]) == 5 and sum(second["series"]["calls"]) == 29
+    assert len(second["tools"]) == 9 and len(second["series"]["p95_by_provider"]) == 9
+
+
+async def test_a_snapshot_shows_calls_errors_throttle_circuits_process_and_files(user: Any) -> None:
+    await tool_call(user=user, name="chat", arguments={"prompt": "hi"}, request_id=uuid.uuid4().hex)
+    await tool_call(user=user, name="chat", arguments={"prompt": "x [[stub:status=400]]"}, request_id=uuid.uuid4().hex)
+    await sync_to_async(buffer.flush)()
+    snapshot = await dashboard_snapshot()
+    assert sum(snapshot["series"]["calls"]) == 2 and sum(snapshot["series"]["errors"]) == 1
+    assert snapshot["providers"][0]["provider"] == "kimi" and snapshot["providers"][0]["error_rate"] == 0.5
+    assert snapshot["series"]["p95_by_provider"]["kimi"][-1] > 0
+    assert snapshot["throttle"]["providers"]["kimi"]["limit"] == 6
+    assert snapshot["circuits"]["kimi"]["state"] == "closed"
+    assert snapshot["process"]["pid"] == os.getpid() and snapshot["process"]["rss_bytes"] > 0
+    assert snapshot["files"]["blobs"] == 0 and snapshot["files"]["last_cleanup"] is None
+
+
+async def test_the_socket_refuses_non_staff_and_sends_staff_live_snapshots(
+    user: Any, admin_user: Any, settings: Any
+) -> None:
+    refused = WebsocketCommunicator(application, f"/ws/dashboard?token={access_token(user)}")
+    await refused.connect()
+    assert (await refused.receive_json_from())["error"]["code"] == "forbidden"
+    assert (await refused.receive_output())["code"] == 4403
+
+    settings.EXAI_DASHBOARD_INTERVAL_S = 0.1
+    watcher = WebsocketCommunicator(application, f"/ws/dashboard?token={access_token(admin_user)}")
+    await watcher.connect()
+    try:
+        first = await watcher.receive_json_from(timeout=5)
+        assert first["op"] == "snapshot" and sum(first["snapshot"]["series"]["calls"]) == 0
+        await tool_call(user=user, name="version", arguments={}, request_id=uuid.uuid4().hex)
+        await sync_to_async(buffer.flush)()
+        async with asyncio.timeout(5):
+            while sum((await watcher.receive_json_from(timeout=5))["snapshot"]["series"]["calls"]) != 1:
+                pass
+    finally:
+        await watcher.disconnect()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (make test installs Debian's chromium)")
+def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
+    server: ServerProcess, django_user_model: Any, user: Any
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    django_user_model.objects.create_superuser("ops", password="ops-password-123")
+    headers = {"Authorization": f"Bearer {access_token(user)}"}
+    for prompt in ("one", "two", "three [[stub:status=500]]"):
+        httpx.post(f"{server.http_url}/api/tools/chat/call/", json={"arguments": {"prompt": prompt}}, headers=headers)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{server.http_url}/admin/login/?next=/dashboard/")
+            page.fill("#id_username", "ops")
+            page.fill("#id_password", "ops-password-123")
+            page.click("input[type=submit]")
+            page.wait_for_url("**/dashboard/")
+            page.wait_for_function("Number(document.getElementById('status').dataset.updates) >= 1", timeout=15_000)
+            assert page.locator("#calls-chart canvas").count() == 1
+            assert page.locator("#latency-chart canvas").count() == 1
+            assert page.locator("#tools-chart canvas").count() == 1
+            assert "kimi" in page.inner_text("#latency-chart")  # the provider's series is in the legend
+            assert "chat" in page.inner_text("#providers") or "kimi" in page.inner_text("#providers")
+            calls = page.evaluate("Array.from(document.querySelectorAll('#providers td')).map(t => t.textContent)")
+            assert "3" in calls and "33.3%" in calls
+            # A live update arrives without reloading: a new call, then the next snapshot shows it.
+            httpx.post(
+                f"{server.http_url}/api/tools/chat/call/", json={"arguments": {"prompt": "four"}}, headers=headers
+            )
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('#providers td')).some(t => t.textContent === '4')",
+                timeout=15_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
