@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from metrics_app.models import LatencySample
+from metrics_app.models import Baseline, BaselineSample, LatencySample
 
 
 @admin.register(LatencySample)
@@ -34,3 +34,40 @@ class LatencySampleAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class BaselineSampleInline(admin.TabularInline):
+    model = BaselineSample
+    fields = (
+        "tool",
+        "provider",
+        "model",
+        "payload_bytes",
+        "status",
+        "end_to_end_ms",
+        "total_latency_ms",
+        "processing_ms",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(Baseline)
+class BaselineAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "owner", "url", "status", "created", "finished_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = ["kind", "owner", "url", "parameters", "status", "created", "finished_at"]
+    inlines = [BaselineSampleInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Staff who are not superusers see their own baselines only.
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(owner=request.user)

@@ -46,6 +46,7 @@ def _per_minute(since: Any) -> dict[str, Any]:
     """Calls and errors per minute, and p95 latency per minute for each provider."""
     window = LatencySample.objects.filter(created__gte=since).annotate(minute=TruncMinute("created"))
     counts = window.values("minute").annotate(n=Count("id"), errors=Count("id", filter=~Q(status=LatencySample.OK)))
+    p95_rows: list[tuple[Any, str, float | None]]
     if connection.vendor == "postgresql":
         p95_rows = list(
             window.exclude(provider="")

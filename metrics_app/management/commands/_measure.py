@@ -1,0 +1,52 @@
+"""What collect_baseline and compare_providers share: where to call, as whom, and a progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from metrics_app.baselines import caller
+from tools_app.client import ExaiClientError
+
+
+class MeasuringCommand(BaseCommand):
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="ws://127.0.0.1:8079/ws", help="The EXAI WebSocket to measure.")
+        parser.add_argument("--token", help="An access token for that server (issue_token).")
+        parser.add_argument("--user", help="Or a user of this server's database, for a server sharing it.")
+        parser.add_argument("--iterations", type=int, default=10)
+        parser.add_argument("--concurrency", type=int, default=1, help="Connections calling at once.")
+        parser.add_argument("--out", help="Folder for the report (default var/reports/<kind>-<id>).")
+
+    def caller(self, options: dict[str, Any]) -> tuple[str, Any]:
+        if options["iterations"] < 1 or options["concurrency"] < 1:
+            raise CommandError("--iterations and --concurrency must be at least 1")
+        try:
+            return caller(token=options["token"], username=options["user"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    def progress_bar(self, verbosity: int) -> Any:
+        if verbosity < 1:
+            return None
+
+        def show(done: int, total: int) -> None:
+            filled = round(30 * done / total)
+            self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} calls", ending="")
+            if done == total:
+                self.stdout.write("")
+            self.stdout.flush()
+
+        return show
+
+    def measured(self, run: Any) -> Any:
+        try:
+            return run()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        except ExaiClientError as exc:
+            raise CommandError(f"{exc}; is the server running, and is the token valid there?") from None
+        except httpx.HTTPError as exc:
+            raise CommandError(f"uploading a payload file failed: {exc}") from None
