@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throttle.py
 	$(BIN)/python benchmarks/error_capture.py
 	$(BIN)/python benchmarks/file_ingest.py
+	$(BIN)/python benchmarks/metrics_overhead.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

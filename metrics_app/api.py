@@ -1,4 +1,4 @@
-"""Staff REST API for latency: `/api/metrics/summary/?window=1h&group=tool,provider,model`."""
+"""Staff REST API for latency: `/api/metrics/summary/?window=1h&group=tool,provider,model[&parts=…]`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics_app.services import GROUPS, metrics_summary, parse_window
+from metrics_app.services import GROUPS, PARTS, metrics_summary, parse_window
 
 
 class MetricsSummaryView(APIView):
@@ -19,6 +19,8 @@ class MetricsSummaryView(APIView):
     class FilterSerializer(serializers.Serializer):
         window = serializers.CharField(required=False, default="1h", max_length=16)
         group = serializers.CharField(required=False, default=",".join(GROUPS), allow_blank=True, max_length=64)
+        # Each part costs one sort of the window's values in the database: ask only for those you need.
+        parts = serializers.CharField(required=False, default=",".join(PARTS), max_length=200)
 
         def validate_window(self, value: str) -> Any:
             try:
@@ -35,8 +37,16 @@ class MetricsSummaryView(APIView):
                 )
             return list(dict.fromkeys(group))
 
+        def validate_parts(self, value: str) -> tuple[str, ...]:
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            unknown = sorted(set(parts) - set(PARTS))
+            if unknown or not parts:
+                raise serializers.ValidationError(f"parts are any of {', '.join(PARTS)}")
+            return tuple(dict.fromkeys(parts))
+
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        summary = metrics_summary(window=filters.validated_data["window"], group=filters.validated_data["group"])
+        data = filters.validated_data
+        summary = metrics_summary(window=data["window"], group=data["group"], parts=data["parts"])
         return Response({"window": request.query_params.get("window", "1h"), **summary})

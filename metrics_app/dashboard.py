@@ -39,6 +39,7 @@ from tools_app.services import health_snapshot
 logger = logging.getLogger(__name__)
 
 GROUP = "metrics.dashboard"
+TOTAL = ("total_latency_ms",)
 SERIES_MINUTES = 60
 
 
@@ -91,8 +92,9 @@ def _database_part(now: Any) -> dict[str, Any]:
                 for provider, by_minute in sorted(per_minute["p95_by_provider"].items())
             },
         },
-        "providers": metrics_summary(window=hour, group=["provider"])["groups"],
-        "tools": metrics_summary(window=hour, group=["tool"])["groups"],
+        # The page shows total latency only: one sort of the window per grouping, not six.
+        "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False)["groups"],
+        "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False)["groups"],
         "files": {
             "blobs": stored["blobs"],
             "bytes": stored["bytes"] or 0,

@@ -35,12 +35,19 @@ def parse_window(text: str) -> timedelta:
 
 
 class PercentileCont(Aggregate):
+    """PostgreSQL's percentile_cont: one fraction, or several computed from a single sort."""
+
     function = "PERCENTILE_CONT"
     template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
 
-    def __init__(self, fraction: float, expression: str, **extra: Any) -> None:
-        super().__init__(expression, fraction=float(fraction), **extra)
+    def __init__(self, fraction: float | tuple[float, ...], expression: str, **extra: Any) -> None:
+        if isinstance(fraction, tuple):
+            from django.contrib.postgres.fields import ArrayField
+
+            rendered = "ARRAY[" + ",".join(repr(float(f)) for f in fraction) + "]::float8[]"
+            super().__init__(expression, fraction=rendered, output_field=ArrayField(FloatField()), **extra)
+        else:
+            super().__init__(expression, fraction=repr(float(fraction)), output_field=FloatField(), **extra)
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -53,24 +60,30 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def metrics_summary(*, window: timedelta, group: list[str]) -> dict[str, Any]:
-    """The window's totals, and the same per group (any of tool, provider, model)."""
+def metrics_summary(
+    *, window: timedelta, group: list[str], parts: tuple[str, ...] = PARTS, overall: bool = True
+) -> dict[str, Any]:
+    """The window's totals, and the same per group (any of tool, provider, model).
+
+    Each part costs the database one sort of the window's values: callers that show only
+    some parts (the dashboard) ask for those only.
+    """
     since = timezone.now() - window
     samples = LatencySample.objects.filter(created__gte=since)
     summarize = _summarize_in_sql if connection.vendor == "postgresql" else _summarize_in_python
-    overall = summarize(samples, [])
+    totals = summarize(samples, [], parts) if overall else []
     return {
         "since": since.isoformat(),
-        **(overall[0] if overall else _empty()),
-        "groups": summarize(samples, group) if group else [],
+        **(totals[0] if totals else _empty(parts)),
+        "groups": summarize(samples, group, parts) if group else [],
     }
 
 
-def _empty() -> dict[str, Any]:
+def _empty(parts: tuple[str, ...]) -> dict[str, Any]:
     return {
         "count": 0,
         "error_rate": 0.0,
-        "latency": {part: dict.fromkeys(n for n, _ in PERCENTILES) for part in PARTS},
+        "latency": {part: dict.fromkeys(n for n, _ in PERCENTILES) for part in parts},
     }
 
 
@@ -83,29 +96,34 @@ def _shape(
     return {**keys, "count": count, "error_rate": round(errors / count, 4) if count else 0.0, "latency": rounded}
 
 
-def _summarize_in_sql(samples: QuerySet[LatencySample], group: list[str]) -> list[dict[str, Any]]:
+def _summarize_in_sql(
+    samples: QuerySet[LatencySample], group: list[str], parts: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    fractions = tuple(fraction for _, fraction in PERCENTILES)
     aggregates: dict[str, Any] = {"n": Count("id"), "errors": Count("id", filter=~Q(status=LatencySample.OK))}
-    for part in PARTS:
-        for name, fraction in PERCENTILES:
-            aggregates[f"{part}__{name}"] = PercentileCont(fraction, part)
+    for part in parts:
+        aggregates[f"{part}__percentiles"] = PercentileCont(fractions, part)  # one sort for p50, p95 and p99
     rows = (
         samples.values(*group).annotate(**aggregates).order_by(*group) if group else [samples.aggregate(**aggregates)]
     )
+    names = [name for name, _ in PERCENTILES]
     return [
         _shape(
             {key: row[key] for key in group},
             row["n"],
             row["errors"],
-            {part: {name: row[f"{part}__{name}"] for name, _ in PERCENTILES} for part in PARTS},
+            {part: dict(zip(names, row[f"{part}__percentiles"] or [None] * len(names), strict=True)) for part in parts},
         )
         for row in rows
         if row["n"]
     ]
 
 
-def _summarize_in_python(samples: QuerySet[LatencySample], group: list[str]) -> list[dict[str, Any]]:
+def _summarize_in_python(
+    samples: QuerySet[LatencySample], group: list[str], parts: tuple[str, ...]
+) -> list[dict[str, Any]]:
     buckets: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
-    for row in samples.values_list(*group, "status", *PARTS):
+    for row in samples.values_list(*group, "status", *parts):
         buckets[row[: len(group)]].append(row[len(group) :])
     summaries = []
     for keys in sorted(buckets, key=lambda k: tuple(str(v) for v in k)):
@@ -114,7 +132,7 @@ def _summarize_in_python(samples: QuerySet[LatencySample], group: list[str]) -> 
         errors = sum(1 for status in columns[0] if status != LatencySample.OK)
         latency = {
             part: {name: percentile([v for v in columns[1 + i] if v is not None], f) for name, f in PERCENTILES}
-            for i, part in enumerate(PARTS)
+            for i, part in enumerate(parts)
         }
         summaries.append(_shape(dict(zip(group, keys, strict=True)), len(rows), errors, latency))
     return summaries

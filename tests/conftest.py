@@ -207,7 +207,14 @@ def server(
 ) -> Iterator[ServerProcess]:
     with django_db_blocker.unblock():
         url = database_url()
-    env = {"DATABASE_URL": url, "EXAI_FILE_ROOT": str(file_root), **provider_env(provider_stub)}
+    # Its latency samples land in the shared test database at once, inside the test that caused
+    # them, not in whichever test runs next.
+    env = {
+        "DATABASE_URL": url,
+        "EXAI_FILE_ROOT": str(file_root),
+        "EXAI_METRICS_FLUSH_S": "0.02",
+        **provider_env(provider_stub),
+    }
     process = ServerProcess(env).start()
     yield process
     process.stop()

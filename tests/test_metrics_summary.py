@@ -95,7 +95,14 @@ def test_the_endpoint_groups_by_tool_provider_and_model_by_default(admin_user: A
     assert [(g["tool"], g["provider"], g["model"]) for g in body["groups"]] == [("chat", "kimi", "kimi-model")]
 
 
-@pytest.mark.parametrize("query", ["window=1y", "window=0h", "window=abc", "group=user"])
+def test_the_endpoint_computes_only_the_parts_asked_for(admin_user: Any) -> None:
+    samples("chat", range(1, 5))
+    body = staff_client(admin_user).get("/api/metrics/summary/?parts=total_latency_ms,processing_ms").json()
+    assert set(body["latency"]) == {"total_latency_ms", "processing_ms"}
+    assert body["latency"]["total_latency_ms"]["p50"] == 2.5
+
+
+@pytest.mark.parametrize("query", ["window=1y", "window=0h", "window=abc", "group=user", "parts=speed", "parts=,"])
 def test_a_bad_window_or_group_is_a_clear_400(admin_user: Any, query: str) -> None:
     response = staff_client(admin_user).get(f"/api/metrics/summary/?{query}")
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
