@@ -3,27 +3,15 @@
 from typing import Any
 
 from channels.consumer import AsyncConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from errors_app.services import FEED_GROUP, error_investigate
+from exai_site.staff import StaffFeedConsumer
 
-CLOSE_FORBIDDEN = 4403
 
-
-class ErrorFeedConsumer(AsyncJsonWebsocketConsumer):
+class ErrorFeedConsumer(StaffFeedConsumer):
     """Streams new and recurring errors as they are recorded."""
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        await self.accept()
-        if user is None or not user.is_authenticated or not user.is_staff:
-            await self.send_json({"op": "error", "error": {"code": "forbidden", "message": "staff only"}})
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        await self.channel_layer.group_add(FEED_GROUP, self.channel_name)
-
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(FEED_GROUP, self.channel_name)
+    group = FEED_GROUP
 
     async def error_occurred(self, event: dict[str, Any]) -> None:
         await self.send_json({"op": "error_occurred", "event": event["event"], "error": event["error"]})

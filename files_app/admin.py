@@ -4,20 +4,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from exai_site.staff import ReadOnlyAdmin
 from files_app.models import CleanupRun, FileReference, ProviderFileUpload, StoredFile
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the server's own workflows: shown, never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ProviderCopyInline(admin.TabularInline):

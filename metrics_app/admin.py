@@ -3,11 +3,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from exai_site.staff import ReadOnlyAdmin
 from metrics_app.models import Baseline, BaselineSample, LatencySample
 
 
 @admin.register(LatencySample)
-class LatencySampleAdmin(admin.ModelAdmin):
+class LatencySampleAdmin(ReadOnlyAdmin):
     """Samples are measured, never typed in or edited."""
 
     list_display = [
@@ -25,15 +26,6 @@ class LatencySampleAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     ordering = ["-created"]
     show_full_result_count = False  # counting millions of rows on every page is slow
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class BaselineSampleInline(admin.TabularInline):
@@ -55,17 +47,11 @@ class BaselineSampleInline(admin.TabularInline):
 
 
 @admin.register(Baseline)
-class BaselineAdmin(admin.ModelAdmin):
+class BaselineAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "owner", "url", "status", "created", "finished_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["kind", "owner", "url", "parameters", "status", "created", "finished_at"]
     inlines = [BaselineSampleInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> Any:
         # Staff who are not superusers see their own baselines only.

@@ -1,17 +1,31 @@
-"""What collect_baseline and compare_providers share: where to call, as whom, and a progress bar."""
+"""What the baseline commands share: the report; and for those that measure, where, as whom, with a progress bar."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from metrics_app.baselines import caller
+from metrics_app.baselines import baseline_groups, baseline_report, caller, report_table
+from metrics_app.models import Baseline
 from tools_app.client import ExaiClientError
 
 
-class MeasuringCommand(BaseCommand):
+class ReportingCommand(BaseCommand):
+    def report(self, baseline: Baseline, by: tuple[str, ...], out: str | None) -> None:
+        """Write the report, print the summary table, say where the report is."""
+        folder = Path(out or settings.BASE_DIR / "var" / "reports" / f"{baseline.kind}-{baseline.pk}")
+        files = baseline_report(baseline=baseline, by=by, out_dir=folder)
+        self.stdout.write(self.style.SUCCESS(f"{baseline.kind} {baseline.pk}: {baseline.samples.count()} calls"))
+        for line in report_table(baseline_groups(baseline=baseline, by=by), by):
+            self.stdout.write(line)
+        self.stdout.write(f"report: {files[0]}  chart: {files[1]}")
+
+
+class MeasuringCommand(ReportingCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="ws://127.0.0.1:8079/ws", help="The EXAI WebSocket to measure.")
         parser.add_argument("--token", help="An access token for that server (issue_token).")

@@ -1,16 +1,14 @@
 """Summarise a stored Baseline and write its report (Markdown and an SVG of the latency distributions)."""
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from metrics_app.baselines import baseline_groups, baseline_report, report_table
+from metrics_app.management.commands._measure import ReportingCommand
 from metrics_app.models import Baseline
 
 
-class Command(BaseCommand):
+class Command(ReportingCommand):
     help = "Per provider and tool (and payload size for comparisons): p50/p95/p99, waiting vs provider time, errors."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,9 +21,4 @@ class Command(BaseCommand):
         if baseline is None:
             raise CommandError("no such baseline; run collect_baseline first" if options["id"] else "no baselines yet")
         by = ("model", "payload_bytes") if baseline.kind == Baseline.Kind.COMPARISON else ("provider", "tool")
-        out = Path(options["out"] or settings.BASE_DIR / "var" / "reports" / f"{baseline.kind}-{baseline.pk}")
-        files = baseline_report(baseline=baseline, by=by, out_dir=out)
-        self.stdout.write(str(baseline))
-        for line in report_table(baseline_groups(baseline=baseline, by=by), by):
-            self.stdout.write(line)
-        self.stdout.write(f"report: {files[0]}  chart: {files[1]}")
+        self.report(baseline, by, options["out"])

@@ -1,12 +1,10 @@
 """Send the same prompts, at several sizes, to several models through the production path; compare."""
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
-from metrics_app.baselines import baseline_collect, baseline_groups, baseline_report, parse_size, report_table
+from metrics_app.baselines import baseline_collect, parse_size
 from metrics_app.management.commands._measure import MeasuringCommand
 from metrics_app.models import Baseline
 
@@ -41,9 +39,4 @@ class Command(MeasuringCommand):
                 on_progress=self.progress_bar(options["verbosity"]),
             )
         )
-        out = Path(options["out"] or settings.BASE_DIR / "var" / "reports" / f"comparison-{baseline.pk}")
-        files = baseline_report(baseline=baseline, by=BY, out_dir=out)
-        self.stdout.write(self.style.SUCCESS(f"comparison {baseline.pk}: {baseline.samples.count()} calls"))
-        for line in report_table(baseline_groups(baseline=baseline, by=BY), BY):
-            self.stdout.write(line)
-        self.stdout.write(f"report: {files[0]}")
+        self.report(baseline, BY, options["out"])
