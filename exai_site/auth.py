@@ -30,9 +30,13 @@ class Authentication:
     token: str | None = None
     checked_at: float = field(default_factory=time.monotonic)
 
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
+
     def due_for_recheck(self) -> bool:
-        """Open sockets check their token again now and then: it may have been revoked meanwhile."""
-        return time.monotonic() - self.checked_at >= settings.EXAI_TOKEN_RECHECK_S
+        """Open sockets check their token again: at once when it has expired, and now and then
+        anyway, since it may have been revoked or its user deactivated meanwhile."""
+        return self.expired() or time.monotonic() - self.checked_at >= settings.EXAI_TOKEN_RECHECK_S
 
 
 def is_revoked(jti: str | None) -> bool:

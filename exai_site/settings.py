@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Refresh tokens are single-use (rotation) and logout withdraws them: both need the blacklist.
+    "rest_framework_simplejwt.token_blacklist",
     "exai_site",
     "tools_app",
     "files_app",
@@ -138,8 +140,13 @@ REST_FRAMEWORK = {
 }
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("EXAI_ACCESS_TOKEN_MINUTES", 60, minimum=1)),
+    # Short-lived access tokens; long-lived ones for MCP clients come from `issue_token` (revocable).
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("EXAI_ACCESS_TOKEN_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EXAI_REFRESH_TOKEN_DAYS", 7, minimum=1)),
+    # Each refresh returns a new refresh token and blacklists the old one: a stolen, already
+    # used refresh token is worthless.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
     "SIGNING_KEY": SECRET_KEY,
 }
 # Open WebSockets check their token again (revoked? user deactivated?) at most this often.
