@@ -5,6 +5,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from errors_app import services
 from errors_app.models import ErrorInvestigation
+from exai_site.schema import errors
 
 
 class ErrorOutputSerializer(serializers.ModelSerializer):
@@ -51,6 +53,15 @@ class ErrorListView(APIView):
         search = serializers.CharField(required=False, max_length=200)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
 
+    @extend_schema_serializer(component_name="ErrorList")
+    class OutputSerializer(serializers.Serializer):
+        errors = ErrorOutputSerializer(many=True)
+
+    @extend_schema(
+        operation_id="errors_list",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer, **errors(400, 401, 403)},
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -68,13 +79,16 @@ class ErrorListView(APIView):
 class ErrorDetailView(APIView):
     permission_classes = [IsAdminUser]
 
+    @extend_schema_serializer(component_name="ErrorAction")
     class InputSerializer(serializers.Serializer):
         action = serializers.ChoiceField(choices=["resolve", "reopen", "ignore", "investigate"])
         resolution_notes = serializers.CharField(required=False, allow_blank=True, default="")
 
+    @extend_schema(responses={200: ErrorOutputSerializer, **errors(401, 403, 404)})
     def get(self, request: Request, error_id: int) -> Response:
         return Response(ErrorOutputSerializer(get_object_or_404(ErrorInvestigation, pk=error_id)).data)
 
+    @extend_schema(request=InputSerializer, responses={200: ErrorOutputSerializer, **errors(400, 401, 403, 404)})
     def post(self, request: Request, error_id: int) -> Response:
         get_object_or_404(ErrorInvestigation, pk=error_id)
         serializer = self.InputSerializer(data=request.data)

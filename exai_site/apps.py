@@ -6,4 +6,4 @@ class ExaiSiteConfig(AppConfig):
     verbose_name = "EXAI site"
 
     def ready(self) -> None:
-        from exai_site import checks  # noqa: F401  (registers the system checks)
+        from exai_site import checks, schema  # noqa: F401  (registers the system checks and the OpenAPI auth scheme)

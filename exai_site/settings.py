@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     # Refresh tokens are single-use (rotation) and logout withdraws them: both need the blacklist.
     "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's JavaScript and CSS, served locally (no internet needed)
     "exai_site",
     "tools_app",
     "files_app",
@@ -136,7 +138,21 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "exai_site.api_errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EXAI",
+    "DESCRIPTION": "Gateway between AI coding assistants and model providers: tools, files, errors, metrics.",
+    "VERSION": "1",
+    # 3.1: its schemas are JSON Schema 2020-12, so clients (and our tests) can validate answers with them.
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 SIMPLE_JWT = {

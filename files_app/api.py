@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpRequest
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -13,11 +15,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exai_site.schema import errors
 from files_app import services
 from files_app.blobs import blob_open
 from files_app.models import FileReference, ProviderFileUpload
 from files_app.uploads import HashedUpload, HashingUploadHandler
 from tools_app.models import Conversation
+
+
+class ProviderCopySerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    status = serializers.CharField()
+    provider_file_id = serializers.CharField()
 
 
 class FileOutputSerializer(serializers.Serializer):
@@ -30,6 +39,7 @@ class FileOutputSerializer(serializers.Serializer):
     created = serializers.DateTimeField()
     provider_copies = serializers.SerializerMethodField()
 
+    @extend_schema_field(ProviderCopySerializer(many=True))
     def get_provider_copies(self, reference: FileReference) -> list[dict[str, Any]]:
         return [
             {"provider": copy.provider, "status": copy.status, "provider_file_id": copy.provider_file_id}
@@ -59,6 +69,17 @@ class FileListView(APIView):
     class InputSerializer(serializers.Serializer):
         continuation_id = serializers.UUIDField(required=False)
 
+    @extend_schema_serializer(component_name="FileUpload")
+    class UploadSerializer(serializers.Serializer):
+        """The multipart body (the file is read by the upload handler, hashed as it streams)."""
+
+        file = serializers.FileField()
+        continuation_id = serializers.UUIDField(required=False, help_text="Tie the file to one of your threads.")
+
+    @extend_schema_serializer(component_name="FileList")
+    class ListSerializer(serializers.Serializer):
+        files = FileOutputSerializer(many=True)
+
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         # Installed before anything can read the body, so the file is hashed as it is parsed.
         self.upload_handler = HashingUploadHandler(request)
@@ -69,12 +90,19 @@ class FileListView(APIView):
         self.upload_handler.discard()  # whatever ingest did not take, on every outcome
         return super().finalize_response(request, response, *args, **kwargs)
 
+    @extend_schema(
+        operation_id="files_list", parameters=[FilterSerializer], responses={200: ListSerializer, **errors(400, 401)}
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         references = _references(request).order_by("-created")[: filters.validated_data["limit"]]
         return Response({"files": FileOutputSerializer(references, many=True).data})
 
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: FileOutputSerializer, **errors(400, 401, 413)},
+    )
     def post(self, request: Request) -> Response:
         uploads = request.FILES.getlist("file")
         if len(uploads) != 1 or not isinstance(uploads[0], HashedUpload):
@@ -100,9 +128,11 @@ class FileListView(APIView):
 
 
 class FileDetailView(APIView):
+    @extend_schema(responses={200: FileOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, file_id: str) -> Response:
         return Response(FileOutputSerializer(_own_reference(request, file_id)).data)
 
+    @extend_schema(responses={204: OpenApiResponse(description="Your reference is dropped."), **errors(401, 404)})
     def delete(self, request: Request, file_id: str) -> Response:
         """Drop the caller's reference; the blob goes with the last one, after the grace period."""
         services.file_reference_drop(owner=request.user, file_id=_own_reference(request, file_id).pk)
@@ -110,6 +140,7 @@ class FileDetailView(APIView):
 
 
 class FileContentView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(401, 404)})
     def get(self, request: Request, file_id: str) -> FileResponse:
         reference = _own_reference(request, file_id)
         stored = reference.stored_file

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exai_site.schema import errors
 from metrics_app.services import GROUPS, PARTS, metrics_summary, parse_window
 
 
@@ -44,6 +46,16 @@ class MetricsSummaryView(APIView):
                 raise serializers.ValidationError(f"parts are any of {', '.join(PARTS)}")
             return tuple(dict.fromkeys(parts))
 
+    @extend_schema_serializer(component_name="MetricsSummary")
+    class OutputSerializer(serializers.Serializer):
+        window = serializers.CharField()
+        since = serializers.DateTimeField()
+        count = serializers.IntegerField()
+        error_rate = serializers.FloatField()
+        latency = serializers.JSONField(help_text="Per latency part: {p50, p95, p99} in ms.")
+        groups = serializers.JSONField(help_text="The same per group, with the group's keys.")
+
+    @extend_schema(parameters=[FilterSerializer], responses={200: OutputSerializer, **errors(400, 401, 403)})
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -5,11 +5,13 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exai_site.schema import errors
 from tools_app.services import shutting_down_outcome, tool_call, tool_descriptors
 
 # How each error code of a tool call maps to an HTTP status.
@@ -29,16 +31,45 @@ HTTP_STATUS = {
 }
 
 
+class ToolDescriptorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    inputSchema = serializers.JSONField(help_text="The tool's arguments, as JSON Schema.")
+
+
+class CallOutputSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    text = serializers.CharField()
+    metadata = serializers.JSONField(help_text="provider, model, continuation_id, cache_hit, latency_metrics, …")
+
+
+class CallResultSerializer(serializers.Serializer):
+    """The same shape as the EXAI protocol's call_tool_res."""
+
+    outputs = CallOutputSerializer(many=True)
+    text = serializers.CharField()
+
+
 class ToolListView(APIView):
+    @extend_schema_serializer(component_name="ToolList")
+    class OutputSerializer(serializers.Serializer):
+        tools = ToolDescriptorSerializer(many=True)
+
+    @extend_schema(responses={200: OutputSerializer, **errors(401)})
     def get(self, request: Request) -> Response:
         return Response({"tools": tool_descriptors()})
 
 
 class ToolCallView(APIView):
+    @extend_schema_serializer(component_name="ToolCall")
     class InputSerializer(serializers.Serializer):
         arguments = serializers.JSONField(required=False, default=dict)
         request_id = serializers.CharField(required=False, max_length=200)
 
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: CallResultSerializer, **errors(*sorted(set(HTTP_STATUS.values())))},
+    )
     def post(self, request: Request, name: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
