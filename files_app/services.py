@@ -36,7 +36,6 @@ from files_app.models import FileReference, ProviderFileUpload, StoredFile
 from tools_app.errors import ToolError
 from tools_app.providers import Provider, ProviderError
 from tools_app.throttle import get_throttle
-from tools_app.throttle.base import honour_cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +129,17 @@ def _reference_live_blob(*, owner: Any, sha256: str, name: str, conversation: An
 # --- References ----------------------------------------------------------------------------------
 
 
-def file_reference_get(*, owner: Any, file_id: Any) -> FileReference | None:
-    """The caller's reference with that id, or None (unknown, malformed, or someone else's)."""
+def _as_uuid(file_id: Any) -> uuid.UUID | None:
     try:
-        key = uuid.UUID(str(file_id))
+        return uuid.UUID(str(file_id))
     except ValueError:
         return None
-    return FileReference.objects.owned_by(owner).filter(pk=key).first()
+
+
+def file_reference_get(*, owner: Any, file_id: Any) -> FileReference | None:
+    """The caller's reference with that id, or None (unknown, malformed, or someone else's)."""
+    key = _as_uuid(file_id)
+    return None if key is None else FileReference.objects.owned_by(owner).filter(pk=key).first()
 
 
 def file_reference_drop(*, owner: Any, file_id: Any) -> bool:
@@ -150,9 +153,11 @@ def file_reference_drop(*, owner: Any, file_id: Any) -> bool:
 
 def file_references_resolve(*, owner: Any, file_ids: list[str]) -> list[FileReference]:
     """The caller's references for tool arguments, in order; ToolError naming the first unknown id."""
+    keys = {file_id: _as_uuid(file_id) for file_id in file_ids}
+    found = FileReference.objects.owned_by(owner).in_bulk([key for key in keys.values() if key is not None])
     references = []
     for file_id in file_ids:
-        reference = file_reference_get(owner=owner, file_id=file_id)
+        reference = found.get(keys[file_id])
         if reference is None:
             raise ToolError(
                 "invalid_arguments",
@@ -248,12 +253,13 @@ async def _upload_copy(
 ) -> ProviderFileUpload:
     rows = ProviderFileUpload.objects.filter(pk=upload.pk)
     try:
-        async with get_throttle().slots(provider=provider.name, user_id=user_id):
-            honour_cancellation()
-            async with blob_local_path(stored.blob_name) as path:
-                file_id = await provider.upload_file(
-                    path=path, name=f"{PROVIDER_NAME_PREFIX}{stored.sha256[:12]}-{stored.original_name}"
-                )
+        async with (
+            get_throttle().slots(provider=provider.name, user_id=user_id),
+            blob_local_path(stored.blob_name) as path,
+        ):
+            file_id = await provider.upload_file(
+                path=path, name=f"{PROVIDER_NAME_PREFIX}{stored.sha256[:12]}-{stored.original_name}"
+            )
     except BaseException as exc:  # a cancelled upload must not keep its claim either
         message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ProviderError):
@@ -272,7 +278,6 @@ async def provider_copy_text(*, stored: StoredFile, provider: Provider, user_id:
     if upload.extracted:
         return upload.extracted_content
     async with get_throttle().slots(provider=provider.name, user_id=user_id):
-        honour_cancellation()
         text = await provider.file_content(upload.provider_file_id)
     await ProviderFileUpload.objects.filter(pk=upload.pk).aupdate(extracted_content=text, extracted=True)
     return text

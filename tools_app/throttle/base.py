@@ -114,7 +114,11 @@ class Throttle(abc.ABC):
 
     @asynccontextmanager
     async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
-        """Hold the caller's user slot, then a global slot, then one of `provider`, for the body."""
+        """Hold the caller's user slot, then a global slot, then one of `provider`, for the body.
+
+        A call whose cancellation an await swallowed on the way never gets into the body: no
+        provider request is ever made for a call nobody wants any more.
+        """
         waits = SlotWaits()
         deadline = time.perf_counter() + settings.EXAI_QUEUE_TIMEOUT_S
         user, everyone, provider_slots = call_pools(provider=provider, user_id=user_id)
@@ -123,6 +127,7 @@ class Throttle(abc.ABC):
             self.hold(everyone, deadline) as waits.global_ms,
             self.hold(provider_slots, deadline) as waits.provider_ms,
         ):
+            honour_cancellation()
             yield waits
 
     @asynccontextmanager

@@ -16,7 +16,6 @@ from tools_app.errors import ToolError
 from tools_app.providers import ChatResult, ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
-from tools_app.throttle.base import honour_cancellation
 
 TextCallback = Callable[[str], Awaitable[None]]
 
@@ -95,7 +94,6 @@ class CallContext:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
-            honour_cancellation()  # never start a provider request for a call that was cancelled
             started = time.perf_counter()
             try:
                 result = await provider.chat(
