@@ -6,6 +6,7 @@ Prints, nothing asserted:
   * a saturation run: 64 workers sharing 4 slots, each holding 5 ms, 20 times:
     throughput and wait-time percentiles (fairness shows as a tight p99);
   * circuit-breaker check (admit + record) per call;
+  * rate limits: a user's call admitted (in-process and Redis) and a frame counted, per call;
   * xxhash (xxh3_64, xxh3_128) against SHA-256 on 1 MiB and 64 MiB buffers.
 
     python benchmarks/throttle.py [--redis-url redis://127.0.0.1:6379/0]
@@ -97,6 +98,30 @@ async def breaker_cost(rounds: int) -> dict[str, list[float]]:
     return results
 
 
+async def rate_limit_cost(rounds: int) -> dict[str, list[float]]:
+    from django.conf import settings
+
+    from tools_app.ratelimit import frame_limiter, user_call_admit
+
+    settings.EXAI_USER_CALLS_PER_MIN = 10**9  # admitted every time: the cost of counting, not of refusing
+    results = {}
+    for name, redis_url in (("in-process", ""), ("redis", settings.REDIS_URL)):
+        settings.REDIS_URL = redis_url
+        samples = []
+        for i in range(rounds):
+            started = time.perf_counter()
+            await user_call_admit(i % 16)
+            samples.append((time.perf_counter() - started) * 1e6)
+        results[f"{name} user call"] = samples
+    limiter, frames = frame_limiter(), []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        limiter.take()
+        frames.append((time.perf_counter() - started) * 1e6)
+    results["frame (per socket)"] = frames
+    return results
+
+
 def hash_throughput() -> list[tuple[str, str, float]]:
     import xxhash
 
@@ -136,6 +161,10 @@ async def run(rounds: int) -> None:
     print("\ncircuit breaker admit + record, microseconds  p50       p95       p99")
     for name, samples in (await breaker_cost(rounds)).items():
         print(f"  {name:<12}                          {fmt(samples)}")
+
+    print("\nrate limits, microseconds                    p50       p95       p99")
+    for name, samples in (await rate_limit_cost(rounds)).items():
+        print(f"  {name:<24}              {fmt(samples)}")
 
 
 def main() -> None:

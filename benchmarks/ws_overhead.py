@@ -104,6 +104,9 @@ def main() -> None:
         "EXAI_MAX_CONCURRENCY": str(max(64, args.clients)),
         "EXAI_KIMI_MAX_CONCURRENCY": str(max(64, args.clients)),
         "EXAI_USER_MAX_CONCURRENCY": str(max(64, args.clients)),
+        # The rate limits count every call and frame, as deployed, but never refuse one here.
+        "EXAI_USER_CALLS_PER_MIN": str(10**9),
+        "EXAI_WS_FRAMES_PER_S": str(10**9),
         "EXAI_LOG_LEVEL": "WARNING",
         # Measured as deployed: DEBUG keeps every SQL query in memory.
         "DJANGO_DEBUG": "0",

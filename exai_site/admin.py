@@ -3,11 +3,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from exai_site.models import IssuedToken
+from exai_site.staff import OwnedRowsAdmin
 
 
 @admin.register(IssuedToken)
-class IssuedTokenAdmin(admin.ModelAdmin):
+class IssuedTokenAdmin(OwnedRowsAdmin):
     """Long-lived tokens made by issue_token: listed, and revocable in bulk (never shown again)."""
+
+    owner_lookup = "user"
 
     list_display = ["jti", "user", "label", "created", "expires_at", "revoked_at"]
     list_filter = ["revoked_at"]

@@ -1,7 +1,16 @@
-"""One JSON shape for every REST error: {"error": {"code", "message", "details"}}."""
+"""One JSON shape for every REST error: {"error": {"code", "message", "details"}}.
 
+DRF's exceptions pass through `exception_handler`; a URL that matches nothing and an
+unhandled exception under /api/ (or /mcp) get the same shape from `not_found` and
+`server_error` (Django's handler404 / handler500), never an HTML page or a stack trace.
+"""
+
+import math
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -27,6 +36,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     detail = response.data
     message = detail.get("detail") if isinstance(detail, dict) and "detail" in detail else "invalid request"
     details = None if isinstance(detail, dict) and set(detail) <= {"detail", "code", "messages"} else detail
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details = {"retry_after_s": math.ceil(exc.wait)}
     response.data = {
         "error": {
             "code": _CODES.get(response.status_code, "error"),
@@ -35,3 +46,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         }
     }
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/mcp"))
+
+
+def error_json(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "details": None}}, status=status_code)
+
+
+@csrf_exempt  # a POST to a URL that does not exist is a 404, not a CSRF failure
+def api_not_found(request: HttpRequest, *args: Any) -> JsonResponse:
+    return error_json(404, "not_found", f"no such endpoint: {request.path}")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> Any:
+    if _is_api(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> Any:
+    if _is_api(request):
+        return error_json(500, "internal", "internal error; it has been logged")
+    return defaults.server_error(request)

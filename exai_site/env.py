@@ -70,3 +70,17 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A request rate as DRF writes it, `N/second|minute|hour|day`; `0` or `off` for no limit (None)."""
+    value = (_raw(name) or default).strip().lower()
+    if value in ("0", "off", "none"):
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it as e.g. 600/minute, or 0 for none.")
+    return value

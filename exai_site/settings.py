@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from exai_site.env import env_bool, env_float, env_int, env_list, env_str
+from exai_site.env import env_bool, env_float, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,6 +15,26 @@ DEV_SECRET_KEY = "dev-insecure-exai-secret-key-change-me-in-production-012345678
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Browser pages on other origins allowed to open the WebSockets and POST /mcp, and trusted for
+# CSRF (e.g. https://exai.example.com behind a TLS proxy). Pages on ALLOWED_HOSTS always are;
+# clients that send no Origin (MCP clients, scripts) are not browsers and are not refused.
+EXAI_ALLOWED_ORIGINS = env_list("EXAI_ALLOWED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = EXAI_ALLOWED_ORIGINS
+
+# HTTPS hardening, on by default whenever DEBUG is off (production sits behind TLS): secure
+# cookies, redirect to https, HSTS. A DEBUG-off server on plain http sets EXAI_HTTPS=0.
+EXAI_HTTPS = env_bool("EXAI_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = EXAI_HTTPS
+SECURE_SSL_REDIRECT = EXAI_HTTPS and env_bool("EXAI_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = env_int("EXAI_HSTS_SECONDS", 365 * 24 * 3600, minimum=0) if EXAI_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("EXAI_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("EXAI_HSTS_PRELOAD", True)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and X-Forwarded-For, see EXAI_NUM_PROXIES).
+if env_bool("EXAI_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "daphne",
@@ -93,14 +113,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "exai"},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": EXAI_REDIS_PREFIX},
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "exai",
+            "KEY_PREFIX": EXAI_REDIS_PREFIX,
         }
     }
 else:
@@ -138,9 +158,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "exai_site.api_errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "exai_site.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per authenticated user and per anonymous address; the counts live in the cache (Redis
+    # when configured, so the limits hold across processes). 429s carry Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["exai_site.throttling.UserRateThrottle", "exai_site.throttling.AnonRateThrottle"],
+    # Proxies in front of the server whose X-Forwarded-For entries are trusted (0: the peer address).
+    "NUM_PROXIES": env_int("EXAI_NUM_PROXIES", 0, minimum=0),
 }
+# REST requests per user, per anonymous address, and password logins per address (0: no limit).
+EXAI_API_USER_RATE = env_rate("EXAI_API_USER_RATE", "1200/minute")
+EXAI_API_ANON_RATE = env_rate("EXAI_API_ANON_RATE", "120/minute")
+EXAI_LOGIN_RATE = env_rate("EXAI_LOGIN_RATE", "20/minute")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "EXAI",
@@ -153,6 +187,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "exai_site.schema.add_common_error_responses",
+    ],
 }
 
 SIMPLE_JWT = {
@@ -240,6 +278,13 @@ EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
+
+# --- Rate limits (0: none) ---------------------------------------------------
+# Tool calls one user may start per minute, every surface and server process together.
+EXAI_USER_CALLS_PER_MIN = env_int("EXAI_USER_CALLS_PER_MIN", 600, minimum=0)
+# Frames one WebSocket may send per second, in bursts of up to EXAI_WS_FRAME_BURST.
+EXAI_WS_FRAMES_PER_S = env_int("EXAI_WS_FRAMES_PER_S", 50, minimum=0)
+EXAI_WS_FRAME_BURST = env_int("EXAI_WS_FRAME_BURST", 200, minimum=1)
 
 # --- Errors ------------------------------------------------------------------
 # Occurrences are written in batches this long after the first one of a batch.

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 CLOSE_FORBIDDEN = 4403
@@ -50,3 +51,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class OwnedRowsAdmin(admin.ModelAdmin):
+    """Rows that hold a user's code, prompts or tokens: staff who are not superusers see only their own.
+
+    `owner_lookup` is the path from the model to its owning user; a path through a
+    to-many relation (a blob shared by several users' references) is made distinct.
+    """
+
+    owner_lookup: ClassVar[str] = "owner"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        queryset = queryset.filter(**{self.owner_lookup: request.user})
+        return queryset.distinct() if "__" in self.owner_lookup else queryset

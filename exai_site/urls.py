@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import (
     TokenBlacklistView,
@@ -8,9 +8,17 @@ from rest_framework_simplejwt.views import (
     TokenVerifyView,
 )
 
+from exai_site.api_errors import api_not_found
+from exai_site.throttling import AnonRateThrottle, LoginRateThrottle
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    # Password logins have their own, tighter limit per address.
+    path(
+        "api/auth/token/",
+        TokenObtainPairView.as_view(throttle_classes=[LoginRateThrottle, AnonRateThrottle]),
+        name="token-obtain",
+    ),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
     # Logout: POST {"refresh": ...} blacklists that refresh token.
@@ -21,4 +29,10 @@ urlpatterns = [
     path("", include("metrics_app.urls")),
     path("", include("errors_app.urls")),
     path("", include("files_app.urls")),
+    # Last: any other URL under /api/ (or /mcp/…) is a JSON 404, in DEBUG too (where handler404 is not used).
+    re_path(r"^(api/|mcp/)", api_not_found),
 ]
+
+# Under /api/ and /mcp these answer in the one JSON error shape; elsewhere Django's pages.
+handler404 = "exai_site.api_errors.not_found"
+handler500 = "exai_site.api_errors.server_error"

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from exai_site.staff import ReadOnlyAdmin
+from exai_site.staff import OwnedRowsAdmin, ReadOnlyAdmin
 from files_app.models import CleanupRun, FileReference, ProviderFileUpload, StoredFile
 
 
@@ -20,7 +20,7 @@ class ProviderCopyInline(admin.TabularInline):
 
 
 @admin.register(StoredFile)
-class StoredFileAdmin(ReadOnlyAdmin):
+class StoredFileAdmin(OwnedRowsAdmin, ReadOnlyAdmin):
     list_display = ["original_name", "size", "ref_count", "copies", "content_type", "last_referenced", "deleted_at"]
     list_filter = ["content_type"]
     search_fields = ["original_name", "sha256"]
@@ -38,6 +38,7 @@ class StoredFileAdmin(ReadOnlyAdmin):
         "deleted_at",
     )
     inlines = [ProviderCopyInline]
+    owner_lookup = "references__owner"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StoredFile]:
         return super().get_queryset(request).prefetch_related("provider_uploads")
@@ -48,7 +49,7 @@ class StoredFileAdmin(ReadOnlyAdmin):
 
 
 @admin.register(FileReference)
-class FileReferenceAdmin(ReadOnlyAdmin):
+class FileReferenceAdmin(OwnedRowsAdmin, ReadOnlyAdmin):
     list_display = ["name", "owner", "size", "created"]
     list_select_related = ["owner", "stored_file"]
     search_fields = ["name", "owner__username", "id"]
@@ -58,15 +59,12 @@ class FileReferenceAdmin(ReadOnlyAdmin):
     def size(self, reference: FileReference) -> int:
         return reference.stored_file.size
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[FileReference]:
-        # Files hold users' code: staff who are not superusers see only their own.
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(owner=request.user)
-
 
 @admin.register(ProviderFileUpload)
-class ProviderFileUploadAdmin(ReadOnlyAdmin):
+class ProviderFileUploadAdmin(OwnedRowsAdmin, ReadOnlyAdmin):
     """The upload history: every provider copy, with its outcome."""
+
+    owner_lookup = "stored_file__references__owner"
 
     list_display = ["stored_file", "provider", "status", "provider_file_id", "upload_method", "created"]
     list_filter = ["provider", "status"]

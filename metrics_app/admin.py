@@ -1,9 +1,6 @@
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
-from exai_site.staff import ReadOnlyAdmin
+from exai_site.staff import OwnedRowsAdmin, ReadOnlyAdmin
 from metrics_app.models import Baseline, BaselineSample, LatencySample
 
 
@@ -47,13 +44,8 @@ class BaselineSampleInline(admin.TabularInline):
 
 
 @admin.register(Baseline)
-class BaselineAdmin(ReadOnlyAdmin):
+class BaselineAdmin(OwnedRowsAdmin, ReadOnlyAdmin):
     list_display = ["id", "kind", "owner", "url", "status", "created", "finished_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["kind", "owner", "url", "parameters", "status", "created", "finished_at"]
     inlines = [BaselineSampleInline]
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        # Staff who are not superusers see their own baselines only.
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(owner=request.user)

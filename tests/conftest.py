@@ -17,6 +17,7 @@ import pytest
 from errors_app.capture import take_pending
 from metrics_app.recorder import buffer as sample_buffer
 from tests.provider_stub import ProviderStub
+from tools_app.ratelimit import reset_local as reset_local_rates
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,14 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_samples_at_exit() -> Iterator[None]:
+    yield
+    # The last test's latency samples would otherwise be flushed at exit, into a test database
+    # that no longer exists.
+    sample_buffer.take()
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +97,7 @@ def stub(provider_stub: ProviderStub, settings: Any, file_root: Path) -> Provide
     settings.EXAI_HANDLE_SIGTERM = False  # pytest owns this process's signals
     take_pending()  # errors captured by an earlier test are that test's business
     sample_buffer.take()  # and so are its latency samples
+    reset_local_rates()  # and the calls it made, counted against its user id
     # The writer thread leaves samples to the tests, which flush them while they may use the database.
     settings.EXAI_METRICS_FLUSH_S = 3600
     return provider_stub

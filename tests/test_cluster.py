@@ -37,6 +37,9 @@ def cluster_env(stub: Any, redis_settings: Any) -> dict[str, str]:
         "EXAI_USER_MAX_CONCURRENCY": "64",
         "EXAI_LEASE_TTL_S": "2",
         "EXAI_CIRCUIT_MIN_CALLS": "100000",  # these tests time out calls on purpose
+        # One user's load test, not a test of the rate limits (tests/test_rate_limits.py).
+        "EXAI_USER_CALLS_PER_MIN": "0",
+        "EXAI_WS_FRAMES_PER_S": "0",
         "EXAI_LOG_LEVEL": "ERROR",
     }
 

@@ -81,7 +81,8 @@ async def test_a_cancelled_call_is_recorded_as_cancelled(token: str, stub: Any) 
     assert (sample.status, sample.provider) == ("cancelled", "kimi")
 
 
-async def test_a_burst_of_five_thousand_calls_loses_no_sample(user: Any) -> None:
+async def test_a_burst_of_five_thousand_calls_loses_no_sample(user: Any, settings: Any) -> None:
+    settings.EXAI_USER_CALLS_PER_MIN = 0  # one user's burst, far over the rate limit on purpose
     prefix = uuid.uuid4().hex[:8]
     outcomes = await asyncio.gather(
         *(tool_call(user=user, name="version", arguments={}, request_id=f"{prefix}-{i}") for i in range(5000))

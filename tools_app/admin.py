@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from exai_site.staff import OwnedRowsAdmin
 from tools_app.models import Conversation, Message
 
 
@@ -12,15 +13,10 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(OwnedRowsAdmin):
     list_display = ["id", "owner", "tool", "turn_count", "updated", "expires_at"]
     list_filter = ["tool"]
     list_select_related = ["owner"]
     search_fields = ["id", "owner__username"]
     readonly_fields = ["id", "owner", "tool", "turn_count", "created", "updated"]
     inlines = [MessageInline]
-
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
-        # Conversations hold users' code: staff who are not superusers see only their own.
-        queryset = super().get_queryset(request)
-        return queryset if request.user.is_superuser else queryset.filter(owner=request.user)

@@ -1,6 +1,7 @@
 """REST access to the tools: the same call path and result shape as `call_tool_res`."""
 
 import asyncio
+import math
 import uuid
 from typing import Any
 
@@ -85,4 +86,7 @@ class ToolCallView(APIView):
             outcome = shutting_down_outcome()
         error = outcome.get("error")
         status = HTTP_STATUS.get(error["code"], 500) if error else 200
-        return Response(outcome, status=status)
+        response = Response(outcome, status=status)
+        if error and "retry_after_s" in error:
+            response["Retry-After"] = str(math.ceil(error["retry_after_s"]))
+        return response

@@ -18,12 +18,14 @@ from exai_site.auth import Authentication, authenticate_token
 from metrics_app import live
 from tools_app.idempotency import idempotency_key, idempotency_store
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
-from tools_app.mcp_protocol import McpServer, parse_frame
+from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
+from tools_app.ratelimit import RateLimited, frame_limiter
 from tools_app.services import (
     LocalToolBackend,
     error_outcome,
     health_snapshot,
     interrupted_outcome,
+    rate_limited_outcome,
     tool_call,
     tool_descriptors,
 )
@@ -46,6 +48,12 @@ def frame_too_large(text_data: str | None, bytes_data: bytes | None) -> int | No
         size = len(text_data.encode("utf-8", "surrogatepass"))
         return size if size > limit else None
     return None
+
+
+def frames_refused(consumer: ExaiConsumer | McpConsumer) -> RateLimited | None:
+    """Count one inbound frame against the connection's EXAI_WS_FRAMES_PER_S; say why when over."""
+    wait = consumer.frames.take()
+    return RateLimited("frames on this connection", round(wait, 3)) if wait else None
 
 
 async def accept_into_lifecycle(consumer: AsyncWebsocketConsumer, subprotocol: str | None = None) -> None:
@@ -72,6 +80,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         self.calls: dict[str, asyncio.Task[None]] = {}
         self.replies: set[asyncio.Future[None]] = set()
         self.closing = False
+        self.frames = frame_limiter()
         await accept_into_lifecycle(self)
 
     async def disconnect(self, code: int) -> None:
@@ -85,33 +94,32 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             live.frames["out"] += 1
             await self.send(text_data=json.dumps(payload))
 
-    async def reply_error(self, code: str, message: str, request_id: Any = None) -> None:
+    async def reply_error(
+        self, code: str, message: str, request_id: Any = None, *, retry_after_s: float | None = None
+    ) -> None:
         payload: dict[str, Any] = {"op": "error", "error": {"code": code, "message": message}}
+        if retry_after_s is not None:
+            payload["error"]["retry_after_s"] = retry_after_s
         if request_id is not None:
             payload["request_id"] = request_id
         await self.send_json(payload)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         live.frames["in"] += 1
-        if (size := frame_too_large(text_data, bytes_data)) is not None:
-            await self.reply_error(
-                "invalid_request",
-                f"frame of {size:,} bytes is over the limit of {settings.EXAI_MAX_FRAME_BYTES:,}",
-            )
-            return
-        if text_data is None:
-            await self.reply_error("invalid_request", "binary frames are not supported; send JSON text frames")
-            return
-        try:
-            message = json.loads(text_data)
-        except ValueError as exc:
-            await self.reply_error("invalid_request", f"malformed JSON: {exc}")
-            return
-        if not isinstance(message, dict):
-            await self.reply_error("invalid_request", "a frame must be a JSON object with an `op`")
-            return
+        refused = frames_refused(self)
+        message, problem = self._decode(text_data, bytes_data)
         op = message.get("op")
         request_id = message.get("request_id")
+        if refused is not None:
+            # Dropped unread; a call is answered as a call, so a client waiting on it hears.
+            if op == "call_tool" and isinstance(request_id, str):
+                await self.send_json({"op": "call_tool_res", "request_id": request_id, **rate_limited_outcome(refused)})
+            else:
+                await self.reply_error("overloaded", refused.message, request_id, retry_after_s=refused.retry_after_s)
+            return
+        if problem is not None:
+            await self.reply_error("invalid_request", problem)
+            return
         if not isinstance(op, str) or op not in self.handlers:
             await self.reply_error(
                 "invalid_request",
@@ -122,6 +130,23 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         if op != "hello" and not await self._authorized(op, request_id):
             return
         await self.handlers[op](self, message)
+
+    @staticmethod
+    def _decode(text_data: str | None, bytes_data: bytes | None) -> tuple[dict[str, Any], str | None]:
+        """The frame as a JSON object, or {} and what is wrong with it."""
+        if (size := frame_too_large(text_data, bytes_data)) is not None:
+            return {}, f"frame of {size:,} bytes is over the limit of {settings.EXAI_MAX_FRAME_BYTES:,}"
+        if text_data is None:
+            return {}, "binary frames are not supported; send JSON text frames"
+        try:
+            message = json.loads(text_data)
+        except ValueError as exc:
+            return {}, f"malformed JSON: {exc}"
+        except RecursionError:
+            return {}, "malformed JSON: nested too deeply"
+        if not isinstance(message, dict):
+            return {}, "a frame must be a JSON object with an `op`"
+        return message, None
 
     async def _authorized(self, op: str, request_id: Any) -> bool:
         """Serve only a valid, unexpired, unrevoked token; otherwise refuse (and hang up on a lost one)."""
@@ -286,6 +311,7 @@ class McpConsumer(AsyncWebsocketConsumer):
         self.server = McpServer(backend, unauthorized_reason=reason)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        self.frames = frame_limiter()
         subprotocols = self.scope.get("subprotocols") or []
         await accept_into_lifecycle(self, subprotocol="mcp" if "mcp" in subprotocols else None)
 
@@ -302,16 +328,15 @@ class McpConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         live.frames["in"] += 1
-        if (size := frame_too_large(text_data, bytes_data)) is not None:
-            await self.send_message(
-                {
-                    "jsonrpc": "2.0",
-                    "id": None,
-                    "error": {"code": -32600, "message": f"frame of {size:,} bytes is too large"},
-                }
-            )
+        refused = frames_refused(self)
+        message, error = self._decode(text_data, bytes_data)
+        if refused is not None:
+            # Dropped unread: a request gets the JSON-RPC error, a notification (no id) nothing.
+            if error is not None or (isinstance(message, dict) and "id" in message and "method" in message):
+                request_id = message.get("id") if isinstance(message, dict) else None
+                data = {"retry_after_s": refused.retry_after_s}
+                await self.send_message(error_response(request_id, OVERLOADED, refused.message, data))
             return
-        message, error = parse_frame(text_data if text_data is not None else bytes_data or b"")
         if error is not None:
             await self.send_message(error)
             return
@@ -319,6 +344,12 @@ class McpConsumer(AsyncWebsocketConsumer):
         task = asyncio.ensure_future(self._answer(message))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    def _decode(text_data: str | None, bytes_data: bytes | None) -> tuple[Any, dict[str, Any] | None]:
+        if (size := frame_too_large(text_data, bytes_data)) is not None:
+            return None, error_response(None, INVALID_REQUEST, f"frame of {size:,} bytes is too large")
+        return parse_frame(text_data if text_data is not None else bytes_data or b"")
 
     async def _answer(self, message: Any) -> None:
         lost_access = False

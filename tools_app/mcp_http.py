@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from exai_site.auth import authenticate_token, token_from_headers
+from exai_site.origins import origin_allowed
 from tools_app.mcp_protocol import (
     INVALID_REQUEST,
     UNAUTHORIZED,
@@ -59,6 +60,9 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         response = _rpc_error(405, INVALID_REQUEST, "use POST for MCP requests (this server offers no GET stream)")
         response["Allow"] = "POST, DELETE"
         return response
+    if not origin_allowed(request.headers.get("Origin")):
+        # The spec's DNS-rebinding guard: a page on another site must not reach a local server.
+        return _rpc_error(403, INVALID_REQUEST, f"origin {request.headers['Origin']!r} is not allowed")
     raw_token = token_from_headers(
         [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
         request.META.get("QUERY_STRING", "").encode(),

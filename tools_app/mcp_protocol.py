@@ -31,6 +31,8 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 UNAUTHORIZED = -32001
+# Server-defined (JSON-RPC's -32000..-32099): a rate limit refused the request; `data.retry_after_s` says when to retry.
+OVERLOADED = -32029
 
 INSTRUCTIONS = (
     "EXAI consults Moonshot Kimi, Z.ai GLM and local models. Use `chat` for a second opinion; "
@@ -75,6 +77,8 @@ def parse_frame(raw: str | bytes) -> tuple[Any, dict[str, Any] | None]:
         return json.loads(raw), None
     except (ValueError, UnicodeDecodeError) as exc:
         return None, error_response(None, PARSE_ERROR, f"Parse error: {exc}")
+    except RecursionError:
+        return None, error_response(None, PARSE_ERROR, "Parse error: nested too deeply")
 
 
 def _valid_id(value: Any) -> bool:

@@ -18,6 +18,7 @@ from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
+from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import REGISTRY
 from tools_app.tools.base import CallContext, TextCallback, ToolResult
@@ -43,6 +44,7 @@ class TextOutput(TypedDict):
 class ErrorBody(TypedDict):
     code: str
     message: str
+    retry_after_s: NotRequired[float]  # `overloaded` by a rate limit: when the next call would pass
 
 
 class CallOutcome(TypedDict):
@@ -77,6 +79,10 @@ def error_outcome(code: str, message: str) -> CallOutcome:
     return {"error": {"code": code, "message": message}}
 
 
+def rate_limited_outcome(exc: RateLimited) -> CallOutcome:
+    return {"error": {"code": "overloaded", "message": exc.message, "retry_after_s": exc.retry_after_s}}
+
+
 def shutting_down_outcome() -> CallOutcome:
     return error_outcome("shutting_down", "the server is restarting; retry in a moment")
 
@@ -108,6 +114,7 @@ async def tool_call(
     context_token = call_context.set({"tool": name, "request_id": request_id, "user_id": getattr(user, "pk", None)})
     outcome: CallOutcome | None = None
     try:
+        await user_call_admit(getattr(user, "pk", None))
         tool = REGISTRY.get(name) if isinstance(name, str) else None
         if tool is None:
             raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(REGISTRY)}.")
@@ -121,6 +128,8 @@ async def tool_call(
         outcome = error_outcome(exc.code, exc.message)
     except ProviderError as exc:
         outcome = error_outcome(exc.code, exc.message)
+    except RateLimited as exc:
+        outcome = rate_limited_outcome(exc)
     except Overloaded as exc:
         outcome = error_outcome(
             "overloaded",
