@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/error_capture.py
 	$(BIN)/python benchmarks/file_ingest.py
 	$(BIN)/python benchmarks/metrics_overhead.py
+	$(BIN)/python benchmarks/tool_schemas.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

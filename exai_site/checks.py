@@ -97,3 +97,21 @@ def check_secret_key(app_configs: Any, **kwargs: Any) -> list[Warning]:
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_tool_names(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    from tools_app.tools import REGISTRY
+
+    problems = []
+    for variable in ("EXAI_ENABLED_TOOLS", "EXAI_DISABLED_TOOLS"):
+        unknown = [name for name in getattr(settings, variable) if name not in REGISTRY]
+        if unknown:
+            problems.append(
+                Warning(
+                    f"{variable} names tools this server does not have: {', '.join(unknown)}.",
+                    hint=f"Tools are: {', '.join(REGISTRY)}.",
+                    id="exai.W003",
+                )
+            )
+    return problems

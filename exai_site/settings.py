@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from exai_site.env import env_bool, env_float, env_int, env_list, env_rate, env_str
 
@@ -279,6 +280,24 @@ EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
 
+# --- Tools -------------------------------------------------------------------
+# Which tools tools/list offers (lean < standard < full), plus or minus single tools by name;
+# `version` and `listmodels` are always on. Fewer tools = less of the assistant's context.
+EXAI_TOOL_PROFILE = env_str("EXAI_TOOL_PROFILE", "standard").lower()
+if EXAI_TOOL_PROFILE not in ("lean", "standard", "full"):
+    raise ImproperlyConfigured(f"EXAI_TOOL_PROFILE={EXAI_TOOL_PROFILE!r} is not one of lean, standard, full.")
+EXAI_ENABLED_TOOLS = env_list("EXAI_ENABLED_TOOLS")
+EXAI_DISABLED_TOOLS = env_list("EXAI_DISABLED_TOOLS")
+# Replies longer than this (estimated tokens) are cut at a clean boundary; the rest is kept for
+# `conversations` {"action": "rest"} (Claude Code refuses tool output over 25,000 tokens).
+EXAI_MAX_RESPONSE_TOKENS = env_int("EXAI_MAX_RESPONSE_TOKENS", 20_000, minimum=100)
+# Deadlines per kind of call: no provider call, a workflow step, and anything consulting a
+# model (EXAI_TOOL_TIMEOUT_S above).
+EXAI_SIMPLE_TIMEOUT_S = env_float("EXAI_SIMPLE_TIMEOUT_S", 30.0, minimum=1.0)
+EXAI_WORKFLOW_TIMEOUT_S = env_float("EXAI_WORKFLOW_TIMEOUT_S", 60.0, minimum=1.0)
+# Identical calls at temperature 0 are answered from the cache this long (0: never cached).
+EXAI_CACHE_TTL_S = env_int("EXAI_CACHE_TTL_S", 3600, minimum=0)
+
 # --- Rate limits (0: none) ---------------------------------------------------
 # Tool calls one user may start per minute, every surface and server process together.
 EXAI_USER_CALLS_PER_MIN = env_int("EXAI_USER_CALLS_PER_MIN", 600, minimum=0)
@@ -308,6 +327,9 @@ EXAI_KIMI_MAX_FILE_BYTES = env_int("EXAI_KIMI_MAX_FILE_MB", 100, minimum=1) * _M
 EXAI_GLM_MAX_FILE_BYTES = env_int("EXAI_GLM_MAX_FILE_MB", 20, minimum=1) * _MIB
 # Provider file operations (upload, content, delete) take longer than a chat turn may.
 EXAI_FILE_TIMEOUT_S = env_float("EXAI_FILE_TIMEOUT_S", 90.0, minimum=1.0)
+# Local single-user setups: absolute paths under these directories may stand for files in
+# `files` / `relevant_files` (symlinks are followed before the check). Unset: file ids only.
+EXAI_ALLOWED_FILE_ROOTS = [Path(root).expanduser().resolve() for root in env_list("EXAI_ALLOWED_FILE_ROOTS")]
 # Unreferenced blobs are kept this long (a re-upload meanwhile costs nothing) before cleanup_files removes them.
 EXAI_FILE_GRACE_HOURS = env_float("EXAI_FILE_GRACE_HOURS", 24.0, minimum=0.0)
 

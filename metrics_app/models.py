@@ -39,6 +39,8 @@ class LatencySample(models.Model):
             # Per-tool and per-provider windows (the dashboard's breakdowns).
             models.Index(fields=["tool", "created"], name="latency_tool_created"),
             models.Index(fields=["provider", "created"], name="latency_provider_created"),
+            # A user's own calls, newest first (the `activity` and `toolcall_log_tail` tools).
+            models.Index(fields=["user", "-created"], name="latency_user_created"),
         ]
 
     def __str__(self) -> str:

@@ -77,6 +77,8 @@ def provider_env(stub: ProviderStub) -> dict[str, str]:
         "GLM_API_KEY": "test-glm-key",
         "GLM_BASE_URL": f"{stub.url}/api/paas/v4/",
         "EXAI_PROVIDER_MAX_RETRIES": "0",
+        # Every tool on (tests/test_tool_profiles.py covers the profiles themselves).
+        "EXAI_TOOL_PROFILE": "full",
     }
 
 
@@ -93,6 +95,7 @@ def stub(provider_stub: ProviderStub, settings: Any, file_root: Path) -> Provide
     settings.MEDIA_ROOT = str(file_root)
     for name, value in provider_env(provider_stub).items():
         setattr(settings, name, int(value) if name == "EXAI_PROVIDER_MAX_RETRIES" else value)
+    settings.EXAI_ENABLED_TOOLS, settings.EXAI_DISABLED_TOOLS = [], []
     settings.EXAI_REDIS_PREFIX = f"{REDIS_PREFIX}-{uuid.uuid4().hex[:6]}"
     settings.EXAI_HANDLE_SIGTERM = False  # pytest owns this process's signals
     take_pending()  # errors captured by an earlier test are that test's business

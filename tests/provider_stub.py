@@ -10,6 +10,13 @@ shape the answer, so a test says what it needs right in its prompt:
     [[stub:fail_first=2]]    fail the first N attempts of this prompt with 500, then answer
     [[stub:retry_after=3]]   with status=429, send a Retry-After header
     [[stub:bad_json=yes]]    when asked for a JSON object (response_format), answer prose instead
+    [[stub:words=5000]]      answer that many words, in paragraphs of 50 (a long reply)
+    [[stub:fail_model=glm-4.5]]  answer 503 to requests for that model only (the others answer)
+    [[stub:call_tool=get_weather]]  (not streamed, with `tools`) ask for that function to be called
+
+`POST /api/paas/v4/web_search` answers Z.ai's search API with made-up results.
+A request that turns on Z.ai's web search (a `web_search` tool) is answered with
+"[searched the web]" first, as a search-backed answer would cite what it found.
 
 An uploaded file's name may carry `delay` and `status` directives too, and
 `delete_delay`, which slows the file's deletion. The key `bad-key`
@@ -39,7 +46,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_DIRECTIVE = re.compile(r"\[\[stub:(\w+)=([\w.]+)\]\]")
+_DIRECTIVE = re.compile(r"\[\[stub:(\w+)=([\w.\-]+)\]\]")
 _CHAT = re.compile(r"^/(?:v1|api/paas/v4)/chat/completions$")
 _FILES = re.compile(r"^/(?:v1|api/paas/v4)/files(?:/(?P<id>[\w-]+)(?P<content>/content)?)?$")
 
@@ -122,11 +129,37 @@ class ProviderStub:
         path, method = scope["path"].rstrip("/"), scope["method"]
         if _CHAT.match(path) and method == "POST":
             await self._chat(path, json.loads(body), receive, send)
+        elif path == "/api/paas/v4/web_search" and method == "POST":
+            await self._web_search(json.loads(body), send)
         elif match := _FILES.match(path):
             query = dict(parse_qsl(scope.get("query_string", b"").decode()))
             await self._files(method, match["id"], bool(match["content"]), headers, body, query, receive, send)
         else:
             await _json(send, 404, {"error": {"message": f"no route {method} {path}"}})
+
+    async def _web_search(self, payload: dict[str, Any], send: Send) -> None:
+        """Z.ai's search endpoint: `count` made-up results about the query, one per domain filter if given."""
+        self.requests.append({"kind": "web_search", "payload": payload})
+        query = payload.get("search_query", "")
+        if "[[stub:status=" in query:
+            await _json(send, int(_DIRECTIVE.findall(query)[0][1]), {"error": {"message": "stub search error"}})
+            return
+        domain = payload.get("search_domain_filter") or "example.org"
+        results = [
+            {
+                "title": f"Result {n} for {query}",
+                "link": f"https://{domain}/{n}",
+                "content": f"What page {n} says about {query}.",
+                "icon": "",
+                "media": domain,
+                "refer": f"ref_{n}",
+                "publish_date": "2026-11-01",
+            }
+            for n in range(1, int(payload.get("count") or 3) + 1)
+        ]
+        await _json(
+            send, 200, {"id": f"search-{next(self._ids)}", "created": int(time.time()), "search_result": results}
+        )
 
     async def _chat(self, path: str, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         messages = payload.get("messages", [])
@@ -141,7 +174,10 @@ class ProviderStub:
             if self._attempts[last_text] <= int(directives.get("fail_first", 0)):
                 await _json(send, 500, {"error": {"message": "stub transient failure", "type": "server_error"}})
                 return
-            if status := int(directives.get("status", 0)):
+            status = int(directives.get("status", 0))
+            if directives.get("fail_model") == payload.get("model"):
+                status = 503
+            if status:
                 headers = [(b"retry-after", directives["retry_after"].encode())] if "retry_after" in directives else []
                 await _json(
                     send,
@@ -152,6 +188,12 @@ class ProviderStub:
                 return
             model = payload.get("model", "unknown")
             reply = f"stub reply from {model}: {_DIRECTIVE.sub('', last_text).strip()} (saw {len(messages)} messages)"
+            if words := int(directives.get("words", 0)):
+                reply = "\n\n".join(
+                    " ".join(f"word{n}" for n in range(start, min(start + 50, words))) for start in range(0, words, 50)
+                )
+            if any(tool.get("type") == "web_search" for tool in payload.get("tools") or []):
+                reply = f"[searched the web] {reply}"
             if (payload.get("response_format") or {}).get("type") == "json_object":
                 spoil = self.bad_json_answers > 0
                 self.bad_json_answers -= int(spoil)
@@ -191,8 +233,7 @@ class ProviderStub:
                         "choices": [
                             {
                                 "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": reply},
+                                **_tool_call_or(reply, directives.get("call_tool"), payload),
                             }
                         ],
                     },
@@ -318,6 +359,15 @@ def _json_answer(prompt: str, directives: dict[str, str]) -> str:
             "confidence": "medium",
         }
     )
+
+
+def _tool_call_or(reply: str, function: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """A choice asking for `function` to be called (when the request offered it), else the plain reply."""
+    offered = {tool.get("function", {}).get("name") for tool in payload.get("tools") or []}
+    if function and function in offered:
+        call = {"id": "call_1", "type": "function", "function": {"name": function, "arguments": '{"city": "Oslo"}'}}
+        return {"finish_reason": "tool_calls", "message": {"role": "assistant", "content": "", "tool_calls": [call]}}
+    return {"finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def test_a_secret_can_come_from_a_file(monkeypatch: Any, tmp_path: Any) -> None:
         ({"EXAI_KIMI_MAX_CONCURRENCY": 50}, "exai.W002"),
         ({"EXAI_TOOL_TIMEOUT_S": 30.0}, "exai.E004"),
         ({"EXAI_HEARTBEAT_S": 10.0}, "exai.E005"),
+        ({"EXAI_DISABLED_TOOLS": ["chta"]}, "exai.W003"),
     ],
 )
 def test_a_configuration_mistake_is_a_system_check_with_a_hint(

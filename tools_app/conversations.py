@@ -17,9 +17,12 @@ from tools_app.providers.base import ChatMessage
 
 
 def conversation_open(
-    *, user: AbstractBaseUser, continuation_id: str | None
+    *, user: AbstractBaseUser, continuation_id: str | None, history: bool = True, exclude_run: str | None = None
 ) -> tuple[Conversation | None, list[ChatMessage]]:
-    """Return the caller's thread and its earlier turns, or (None, []) for a new thread."""
+    """Return the caller's thread and its earlier turns, or (None, []) for a new thread.
+
+    `history=False` only checks the thread; `exclude_run` leaves out one workflow run's steps.
+    """
     if not continuation_id:
         return None, []
     try:
@@ -46,13 +49,16 @@ def conversation_open(
             f"continuation_id {continuation_id} reached its limit of {settings.EXAI_MAX_CONVERSATION_TURNS} "
             "turns; start a new thread without it.",
         )
-    history: list[ChatMessage] = [
+    if not history:
+        return conversation, []
+    messages = conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+    # (In Python: a JSON-key `exclude` would also drop the rows that have no such key.)
+    turns: list[ChatMessage] = [
         {"role": role, "content": content}
-        for role, content in conversation.messages.filter(
-            role__in=[Message.Role.USER, Message.Role.ASSISTANT]
-        ).values_list("role", "content")
+        for role, content, metadata in messages.values_list("role", "content", "metadata")
+        if exclude_run is None or (metadata or {}).get("run") != exclude_run
     ]
-    return conversation, history
+    return conversation, turns
 
 
 def conversation_record_turn(
@@ -90,3 +96,56 @@ def conversation_record_turn(
             ]
         )
     return conversation
+
+
+def conversation_record_step(
+    *, user: AbstractBaseUser, conversation: Conversation | None, tool: str, step: dict[str, Any], content: str
+) -> tuple[Conversation, str]:
+    """Keep one workflow step in the thread (no provider call, so not a turn); return the thread and the run.
+
+    Step 1 starts a new run of the tool; a later step continues the thread's latest run
+    of it. `backtrack_from_step` first drops that step and every later one of the run.
+    """
+    with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                owner=user,  # type: ignore[misc]  # AUTH_USER_MODEL, whatever class it is
+                tool=tool,
+                expires_at=Conversation.fresh_expiry(),
+            )
+            run = None
+        else:
+            Conversation.objects.filter(pk=conversation.pk).update(
+                expires_at=Conversation.fresh_expiry(), updated=timezone.now()
+            )
+            run = (
+                conversation.messages.filter(metadata__workflow=tool)
+                .order_by("-id")
+                .values_list("metadata__run", flat=True)
+                .first()
+            )
+        if (step["step_number"] == 1 and "backtrack_from_step" not in step) or run is None:
+            run = uuid.uuid4().hex
+        if "backtrack_from_step" in step:
+            conversation.messages.filter(
+                metadata__run=run, metadata__step_number__gte=step["backtrack_from_step"]
+            ).delete()
+        # A step sent again (a retry) replaces the one before it.
+        conversation.messages.filter(metadata__run=run, metadata__step_number=step["step_number"]).delete()
+        Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=content,
+            tool=tool,
+            metadata={"workflow": tool, "run": run, "step_number": step["step_number"], "step": step},
+        )
+    return conversation, run
+
+
+def conversation_workflow_steps(*, conversation: Conversation, run: str) -> list[dict[str, Any]]:
+    """The steps of one run, in step order, each with its run id."""
+    steps = [
+        {**metadata["step"], "run": run}
+        for metadata in conversation.messages.filter(metadata__run=run).values_list("metadata", flat=True)
+    ]
+    return sorted(steps, key=lambda step: step["step_number"])

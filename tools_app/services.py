@@ -19,9 +19,10 @@ from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.ratelimit import RateLimited, user_call_admit
+from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
 from tools_app.throttle import Overloaded, get_throttle
-from tools_app.tools import REGISTRY
-from tools_app.tools.base import CallContext, TextCallback, ToolResult
+from tools_app.tools import REGISTRY, enabled_tools
+from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class CallOutcome(TypedDict):
 
 
 def tool_descriptors() -> list[dict[str, Any]]:
-    return [tool.descriptor() for tool in REGISTRY.values()]
+    return [tool.descriptor() for tool in enabled_tools().values()]
 
 
 @cache
@@ -115,15 +116,21 @@ async def tool_call(
     outcome: CallOutcome | None = None
     try:
         await user_call_admit(getattr(user, "pk", None))
-        tool = REGISTRY.get(name) if isinstance(name, str) else None
-        if tool is None:
-            raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(REGISTRY)}.")
+        tool = _offered_tool(name)
         validate_arguments(tool.name, arguments)
-        # The tool's deadline sits above every provider timeout (system check exai.E004),
-        # so a slow provider fails as its own `timeout` first.
-        async with asyncio.timeout(settings.EXAI_TOOL_TIMEOUT_S):
-            result = await tool.run(ctx, arguments)
-        outcome = _success(ctx, result)
+        deadline_s = tool.deadline_s(arguments)
+        key = cache_key(tool, getattr(user, "pk", None), arguments)
+        result = await cached_reply(key)
+        if result is None:
+            # The expert deadline sits above every provider timeout (system check exai.E004),
+            # so a slow provider fails as its own `timeout` first.
+            try:
+                async with asyncio.timeout(deadline_s):
+                    result = await tool.run(ctx, arguments)
+            except TimeoutError:
+                raise ToolError("timeout", f"{name} exceeded its deadline of {deadline_s:g}s.") from None
+            await remember_reply(key, result)
+        outcome = _success(ctx, await cut_long_reply(result, getattr(user, "pk", None)))
     except ToolError as exc:
         outcome = error_outcome(exc.code, exc.message)
     except ProviderError as exc:
@@ -135,8 +142,6 @@ async def tool_call(
             "overloaded",
             f"no {exc.pool} slot became free within {settings.EXAI_QUEUE_TIMEOUT_S:g}s; retry later.",
         )
-    except TimeoutError:
-        outcome = error_outcome("timeout", f"{name} exceeded its deadline of {settings.EXAI_TOOL_TIMEOUT_S:g}s.")
     except asyncio.CancelledError:
         outcome = interrupted_outcome()  # recorded as such; the cancellation goes on up
         raise
@@ -149,6 +154,19 @@ async def tool_call(
             lifecycle.untrack(task)
         _record(ctx, name if isinstance(name, str) else repr(name), arguments, outcome)
     return outcome
+
+
+def _offered_tool(name: Any) -> Tool:
+    tool = enabled_tools().get(name) if isinstance(name, str) else None
+    if tool is not None:
+        return tool
+    if isinstance(name, str) and name in REGISTRY:
+        raise ToolError(
+            "unknown_tool",
+            f"tool {name!r} is not enabled on this server (EXAI_TOOL_PROFILE={settings.EXAI_TOOL_PROFILE}); "
+            "EXAI_ENABLED_TOOLS can add it.",
+        )
+    raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(enabled_tools())}.")
 
 
 def _latency_metrics(ctx: CallContext) -> LatencyMetrics:

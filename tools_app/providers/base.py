@@ -153,10 +153,12 @@ class Provider(abc.ABC):
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
         response_format: dict[str, Any] | None = None,
+        web_search: bool = False,
     ) -> ChatResult:
         """Run one chat completion, streaming deltas to `on_delta`; raise ProviderError on failure.
 
         `response_format` is passed through as the APIs define it, e.g. {"type": "json_object"}.
+        `web_search` (only for models whose spec has `web_search`) turns on the built-in search.
         """
 
     # --- files API (providers without one keep these defaults) --------------------------------

@@ -98,6 +98,7 @@ class GlmProvider(Provider):
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
         response_format: dict[str, Any] | None = None,
+        web_search: bool = False,
     ) -> ChatResult:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -105,6 +106,8 @@ class GlmProvider(Provider):
         state: dict[str, Any] = {}
         reply = ReplyCollector(model, on_delta)
         kwargs = self.request_body(model, messages, temperature, max_tokens, response_format)
+        if web_search:  # Z.ai searches on its side and answers with what it found
+            kwargs["tools"] = [{"type": "web_search", "web_search": {"enable": True, "search_result": True}}]
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -143,6 +146,26 @@ class GlmProvider(Provider):
                 if stream is not None:
                     _abort(stream.response)
         return reply.finish()
+
+    async def web_search(
+        self, *, query: str, engine: str, count: int, domain: str | None, recency: str | None
+    ) -> list[dict[str, Any]]:
+        """Z.ai's search endpoint: the results (title, link, content, media, publish_date)."""
+
+        def search() -> list[dict[str, Any]]:
+            answer = self.client.web_search.web_search(
+                search_query=query,
+                search_engine=engine,
+                count=count,
+                **({"search_domain_filter": domain} if domain else {}),
+                **({"search_recency_filter": recency} if recency else {}),
+                timeout=self.timeout_s,
+            )
+            results = answer.search_result or []
+            results = results if isinstance(results, list) else [results]
+            return [item if isinstance(item, dict) else item.model_dump() for item in results]
+
+        return await self._in_thread(search)
 
     # --- files API: the SDK is synchronous, so each operation runs in this provider's threads ---
 

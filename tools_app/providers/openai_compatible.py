@@ -79,6 +79,7 @@ class OpenAICompatibleProvider(Provider):
         max_tokens: int | None,
         on_delta: DeltaCallback | None,
         response_format: dict[str, Any] | None = None,
+        web_search: bool = False,
     ) -> ChatResult:
         reply = ReplyCollector(model, on_delta)
         body = self.request_body(model, messages, temperature, max_tokens, response_format)
@@ -101,6 +102,33 @@ class OpenAICompatibleProvider(Provider):
                     if delta := _absorb(chunk, reply.result):
                         await reply.add(delta)
         return reply.finish()
+
+    async def chat_with_tools(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: Any,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        """One function-calling turn, not streamed: the assistant message (content and/or tool_calls)."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "tools": tools}
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if temperature is not None:
+            body["temperature"] = temperature
+        async with self._translated_errors(self.timeout_s):
+            answer: Any = await self.client.post("/chat/completions", body=body, cast_to=object)
+        choice = (answer.get("choices") or [{}])[0]
+        usage = answer.get("usage") or {}
+        return {
+            "model": answer.get("model", model),
+            "message": choice.get("message") or {},
+            "finish_reason": choice.get("finish_reason"),
+            "tokens_in": usage.get("prompt_tokens", 0),
+            "tokens_out": usage.get("completion_tokens", 0),
+        }
 
     @asynccontextmanager
     async def _translated_errors(self, timeout_s: float) -> AsyncIterator[None]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context, capture_exception
@@ -59,8 +61,11 @@ class CallContext:
         *,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        web_search: bool = False,
     ) -> ChatResult:
         """Run one provider call behind its circuit breaker and inside its throttle slots.
+
+        `web_search` turns on the provider's built-in search, where the model has one.
 
         The slots are those of the provider the model resolved to, whatever the tool. An open
         circuit fails fast before any slot is taken; the outcome is recorded after the slots
@@ -72,7 +77,9 @@ class CallContext:
         breaker = get_circuit_breaker()
         admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
         try:
-            result = await self._call_in_slots(resolved, messages, temperature, max_tokens)
+            result = await self._call_in_slots(
+                resolved, messages, temperature, max_tokens, web_search and resolved.spec.web_search
+            )
         except ProviderError as exc:
             capture_exception(exc, context={"status": exc.status, "retryable": exc.retryable})
             await breaker.record(provider.name, exc, probe=admission.probe)
@@ -88,26 +95,37 @@ class CallContext:
         messages: list[ChatMessage],
         temperature: float | None,
         max_tokens: int | None,
+        web_search: bool,
     ) -> ChatResult:
         provider = resolved.provider
-        async with get_throttle().slots(provider=provider.name, user_id=self.user.pk) as waits:
+        async with self.provider_work(provider.name) as started:
+            result = await provider.chat(
+                model=resolved.spec.name,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                on_delta=self.on_stream,
+                web_search=web_search,
+            )
+        if self.ttft_ms is None and result.ttft_ms is not None:
+            self.ttft_ms = (started - self.started) * 1000 + result.ttft_ms
+        return result
+
+    @asynccontextmanager
+    async def provider_work(self, provider: str) -> AsyncIterator[float]:
+        """Hold this call's slots (user, global, provider) around one piece of provider work.
+
+        The waits and the work's own time land in the latency metrics; yields when the work started.
+        """
+        async with get_throttle().slots(provider=provider, user_id=self.user.pk) as waits:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
             started = time.perf_counter()
             try:
-                result = await provider.chat(
-                    model=resolved.spec.name,
-                    messages=messages,
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                    on_delta=self.on_stream,
-                )
+                yield started
             finally:
                 self.processing_ms += (time.perf_counter() - started) * 1000
-            if self.ttft_ms is None and result.ttft_ms is not None:
-                self.ttft_ms = (started - self.started) * 1000 + result.ttft_ms
-            return result
 
 
 class Tool(abc.ABC):
@@ -116,9 +134,25 @@ class Tool(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     input_schema: ClassVar[dict[str, Any]]
+    # Which deadline applies (EXAI_SIMPLE_/WORKFLOW_/EXPERT_TIMEOUT_S): `simple` tools make no
+    # provider call, `workflow` tools only on their final step, `expert` tools on every call.
+    kind: ClassVar[str] = "expert"
+    # The smallest profile (lean < standard < full) whose tools/list includes this tool.
+    profile: ClassVar[str] = "standard"
+
+    # Identical calls at temperature 0 may be answered from the response cache (`use_cache`).
+    cacheable: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult: ...
+
+    def deadline_s(self, arguments: dict[str, Any]) -> float:
+        """This call's hard deadline, by the kind of work it does."""
+        if self.kind == "simple":
+            return settings.EXAI_SIMPLE_TIMEOUT_S
+        if self.kind == "workflow":
+            return settings.EXAI_WORKFLOW_TIMEOUT_S
+        return settings.EXAI_TOOL_TIMEOUT_S
 
     def descriptor(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "inputSchema": self.input_schema}
@@ -144,6 +178,7 @@ MODEL_PROPERTY: dict[str, Any] = {
 }
 TEMPERATURE_PROPERTY: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}
 CONTINUATION_PROPERTY: dict[str, Any] = {"type": "string", "description": "Thread id from an earlier reply."}
+USE_CACHE_PROPERTY: dict[str, Any] = {"type": "boolean", "description": "false: never answer from the cache."}
 
 
 def object_schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:

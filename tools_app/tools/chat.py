@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
-from files_app.models import FileReference
 from tools_app.conversations import conversation_open, conversation_record_turn
-from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
@@ -17,13 +14,16 @@ from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
     MODEL_PROPERTY,
     TEMPERATURE_PROPERTY,
+    USE_CACHE_PROPERTY,
     CallContext,
     Tool,
     ToolResult,
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, own_references
+from tools_app.tools.context import fit_history, prompt_limit_check
+from tools_app.tools.files import FILE_IDS_SCHEMA, PromptFile, file_label, file_messages, resolve_files
+from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
 
 SYSTEM_PROMPT = (
     "You are a senior engineer consulted by another AI coding assistant. Answer precisely and "
@@ -33,6 +33,7 @@ SYSTEM_PROMPT = (
 
 class ChatTool(Tool):
     name = "chat"
+    profile = "lean"
     description = (
         "Ask a Kimi, GLM or local model for a second opinion, brainstorming or an explanation. "
         "Pass continuation_id from an earlier reply to continue that thread."
@@ -44,27 +45,23 @@ class ChatTool(Tool):
             "temperature": TEMPERATURE_PROPERTY,
             "system_prompt": {"type": "string", "description": "Replaces the default system prompt."},
             "continuation_id": CONTINUATION_PROPERTY,
-            "images": {"type": "array", "items": {"type": "string"}, "description": "Data URLs or file ids."},
+            "images": IMAGES_SCHEMA,
             "files": FILE_IDS_SCHEMA,
+            "use_websearch": {"type": "boolean", "description": "Let the model search the web (where it can)."},
+            "use_cache": USE_CACHE_PROPERTY,
         },
         required=["prompt"],
     )
 
-    async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[FileReference]) -> ResolvedModel:
+    cacheable = True
+
+    async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[PromptFile]) -> ResolvedModel:
         """The model this call goes to; subclasses narrow or choose it."""
         return resolve_tool_model(arguments.get("model"))
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        prompt: str = arguments["prompt"]
-        if len(prompt) > settings.EXAI_MAX_PROMPT_CHARS:
-            raise ToolError(
-                "invalid_arguments",
-                f"prompt is {len(prompt):,} characters, over the limit of {settings.EXAI_MAX_PROMPT_CHARS:,}; "
-                "send the text as a file instead.",
-            )
-        if arguments.get("images"):
-            raise ToolError("invalid_arguments", "`images` is not supported by this server yet.")
-        files = await own_references(ctx, arguments.get("files") or [])
+        prompt_limit_check(arguments, "prompt")
+        files = await resolve_files(ctx, arguments.get("files") or [])
         resolved = await self.resolve(ctx, arguments, files)
 
         continuation_id = arguments.get("continuation_id")
@@ -80,21 +77,28 @@ class ChatTool(Tool):
         ctx: CallContext,
         arguments: dict[str, Any],
         resolved: ResolvedModel,
-        files: list[FileReference],
+        files: list[PromptFile],
         continuation_id: str | None,
     ) -> ToolResult:
         prompt: str = arguments["prompt"]
         conversation, history = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=continuation_id
         )
-        messages: list[ChatMessage] = [
+        content: Any = prompt
+        if arguments.get("images"):
+            content = [{"type": "text", "text": prompt}, *await image_parts(ctx, resolved, arguments["images"])]
+        fixed: list[ChatMessage] = [
             {"role": "system", "content": arguments.get("system_prompt") or SYSTEM_PROMPT},
             *await file_messages(ctx, resolved, files),
-            *history,
-            {"role": "user", "content": prompt},
         ]
+        # The newest turns of the thread that fit the model's window; the oldest give way.
+        kept = fit_history(resolved.spec, fixed, history, prompt)
+        messages: list[ChatMessage] = [*fixed, *kept, {"role": "user", "content": content}]
         await ctx.progress(f"asking {resolved.spec.name}")
-        reply = await ctx.call_provider(resolved, messages, temperature=arguments.get("temperature"))
+        web_search = bool(arguments.get("use_websearch"))
+        reply = await ctx.call_provider(
+            resolved, messages, temperature=arguments.get("temperature"), web_search=web_search
+        )
         call_metadata = {
             "ttft_ms": reply.ttft_ms,
             "processing_ms": round(ctx.processing_ms, 3),
@@ -122,6 +126,8 @@ class ChatTool(Tool):
                 "tokens_in": reply.tokens_in,
                 "tokens_out": reply.tokens_out,
                 "finish_reason": reply.finish_reason,
-                "files": [str(reference.id) for reference in files],
+                "files": [file_label(source) for source in files],
+                "history_turns_dropped": len(history) - len(kept),
+                "web_search": web_search and resolved.spec.web_search,
             },
         )

@@ -10,6 +10,7 @@ from tools_app.tools.files import files_provider, own_references, upload_copies
 
 class GlmUploadFileTool(Tool):
     name = "glm_upload_file"
+    profile = "standard"
     description = "Upload one of your files to Z.ai (GLM), up to 20 MB; a file already there is not sent again."
     input_schema = object_schema(
         {"file": {"type": "string", "minLength": 1, "description": "Id of your uploaded file."}}, required=["file"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from files_app.models import FileReference
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel
 from tools_app.tools.base import (
@@ -16,7 +15,7 @@ from tools_app.tools.base import (
     resolve_tool_model,
 )
 from tools_app.tools.chat import ChatTool
-from tools_app.tools.files import FILE_IDS_SCHEMA
+from tools_app.tools.files import FILE_IDS_SCHEMA, PromptFile
 
 
 class KimiChatWithFilesTool(ChatTool):
@@ -36,7 +35,7 @@ class KimiChatWithFilesTool(ChatTool):
         required=["prompt", "files"],
     )
 
-    async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[FileReference]) -> ResolvedModel:
+    async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[PromptFile]) -> ResolvedModel:
         resolved = resolve_tool_model(arguments.get("model") or "kimi")
         if resolved.provider.name != "kimi":
             raise ToolError(

@@ -39,6 +39,7 @@ def _listing(owner: Any) -> list[dict[str, Any]]:
 
 class KimiManageFilesTool(Tool):
     name = "kimi_manage_files"
+    profile = "standard"
     description = (
         "Manage your files: `list` them with their Kimi copies, `delete` one (drops your reference; the copy "
         "goes when nobody uses the content), or `cleanup` (staff: expired blobs and orphaned Kimi copies)."

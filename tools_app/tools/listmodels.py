@@ -9,6 +9,8 @@ from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 class ListModelsTool(Tool):
     name = "listmodels"
+    kind = "simple"
+    profile = "lean"
     description = "List the models of each configured provider with context window and capabilities."
     input_schema = object_schema({})
 

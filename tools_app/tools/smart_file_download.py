@@ -15,6 +15,7 @@ from tools_app.tools.files import files_provider, own_references
 
 class SmartFileDownloadTool(Tool):
     name = "smart_file_download"
+    profile = "standard"
     description = (
         "Save the text a provider extracted from a file (a PDF, a document) as a new file of yours, and return "
         "its id. Name the file by your file id or by its provider file id. Extractions are fetched once and cached."

@@ -11,6 +11,8 @@ STARTED_AT = time.monotonic()
 
 class StatusTool(Tool):
     name = "status"
+    kind = "simple"
+    profile = "lean"
     description = "Show configured providers, throttle use, circuit breakers and server uptime."
     input_schema = object_schema({})
 

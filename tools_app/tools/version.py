@@ -20,6 +20,8 @@ def server_version() -> str:
 
 class VersionTool(Tool):
     name = "version"
+    kind = "simple"
+    profile = "lean"
     description = "Show the EXAI server version and the MCP revisions it serves."
     input_schema = object_schema({})
 

@@ -1,0 +1,44 @@
+"""`glm_web_search`: Z.ai's web search endpoint, with engine, recency and domain filters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
+from tools_app.tools.files import files_provider as configured_provider
+
+
+class GlmWebSearchTool(Tool):
+    name = "glm_web_search"
+    profile = "full"
+    description = "Search the web through Z.ai (GLM): titles, links and excerpts, filtered by recency or domain."
+    input_schema = object_schema(
+        {
+            "query": {"type": "string", "minLength": 1, "maxLength": 500},
+            "engine": {"enum": ["search_std", "search_pro", "search_pro_sogou", "search_pro_quark"]},
+            "count": {"type": "integer", "minimum": 1, "maximum": 50},
+            "domain": {"type": "string", "description": "Only results from this domain."},
+            "recency": {"enum": ["oneDay", "oneWeek", "oneMonth", "oneYear", "noLimit"]},
+        },
+        ["query"],
+    )
+
+    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
+        glm: Any = configured_provider("glm")  # or provider_unavailable, saying how to configure it
+        ctx.provider, ctx.model = glm.name, "web_search"
+        await ctx.progress("searching the web through Z.ai")
+        async with ctx.provider_work(glm.name):
+            results = await glm.web_search(
+                query=arguments["query"],
+                engine=arguments.get("engine", "search_std"),
+                count=arguments.get("count", 5),
+                domain=arguments.get("domain"),
+                recency=arguments.get("recency"),
+            )
+        keep = ("title", "link", "content", "media", "publish_date")
+        listed = [{key: item.get(key) for key in keep if item.get(key)} for item in results]
+        return ToolResult(
+            json.dumps({"query": arguments["query"], "results": listed}, indent=1),
+            {"provider": "glm", "model": None, "results": len(listed)},
+        )

@@ -1,0 +1,67 @@
+"""Images for vision-capable models: data URLs as they are, uploaded files read into data URLs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from files_app.blobs import blob_open
+from tools_app.errors import ToolError
+from tools_app.providers import ResolvedModel, available_models
+from tools_app.tools.base import CallContext
+from tools_app.tools.files import own_references
+
+IMAGES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1},
+    "maxItems": 8,
+    "description": "Images: data URLs or ids of uploaded image files (vision models only).",
+}
+_DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,[A-Za-z0-9+/=\s]+$")
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+async def image_parts(ctx: CallContext, resolved: ResolvedModel, images: list[str]) -> list[dict[str, Any]]:
+    """The images as chat content parts; `invalid_arguments` naming the model when it cannot see."""
+    if not resolved.spec.vision:
+        seeing = ", ".join(spec.name for spec in available_models() if spec.vision) or "none configured"
+        raise ToolError(
+            "invalid_arguments",
+            f"{resolved.spec.name} cannot read images; vision-capable models here: {seeing}.",
+        )
+    urls = [image for image in images if image.startswith("data:")]
+    for url in urls:
+        if not _DATA_URL.match(url[:64] + url[64:].replace("\n", "")) or len(url) * 3 // 4 > MAX_IMAGE_BYTES:
+            raise ToolError(
+                "invalid_arguments",
+                "an image data URL must be data:image/<png|jpeg|gif|webp>;base64,… "
+                f"and at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB.",
+            )
+    ids = [image for image in images if not image.startswith("data:")]
+    by_id = {str(ref.id): ref for ref in await own_references(ctx, ids)}
+    parts = []
+    for image in images:
+        url = image if image.startswith("data:") else await _file_data_url(by_id[image])
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+async def _file_data_url(reference: Any) -> str:
+    stored = reference.stored_file
+    kind = (stored.content_type or "").split(";")[0].strip()
+    if not kind.startswith("image/"):
+        raise ToolError(
+            "invalid_arguments", f"file {reference.id} ({reference.name}) is not an image ({kind or 'unknown type'})."
+        )
+    if stored.size > MAX_IMAGE_BYTES:
+        raise ToolError("invalid_arguments", f"image {reference.name} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB.")
+
+    def read() -> bytes:
+        with blob_open(stored.blob_name) as handle:
+            return handle.read()
+
+    data = await sync_to_async(read)()
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
