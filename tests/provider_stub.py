@@ -192,8 +192,14 @@ class ProviderStub:
                 reply = "\n\n".join(
                     " ".join(f"word{n}" for n in range(start, min(start + 50, words))) for start in range(0, words, 50)
                 )
-            if any(tool.get("type") == "web_search" for tool in payload.get("tools") or []):
+            tools = payload.get("tools") or []
+            searched = any(m.get("role") == "tool" and m.get("name") == "$web_search" for m in messages)
+            if any(tool.get("type") == "web_search" for tool in tools) or searched:
                 reply = f"[searched the web] {reply}"
+            if not searched and any(t.get("function", {}).get("name") == "$web_search" for t in tools):
+                # Moonshot's built-in search: first ask for it as a tool call, to be echoed back.
+                await self._stream_search_call(send, model)
+                return
             if (payload.get("response_format") or {}).get("type") == "json_object":
                 spoil = self.bad_json_answers > 0
                 self.bad_json_answers -= int(spoil)
@@ -240,6 +246,33 @@ class ProviderStub:
                 )
         finally:
             self.in_flight -= 1
+
+    async def _stream_search_call(self, send: Send, model: str) -> None:
+        """A streamed round that asks for Moonshot's `$web_search`, as Kimi does before answering."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+            }
+        )
+        call = {
+            "index": 0,
+            "id": "call_search",
+            "type": "builtin_function",
+            "function": {"name": "$web_search", "arguments": '{"search_result": {"search_id": "s1"}}'},
+        }
+        chunk = {
+            "id": f"chatcmpl-{next(self._ids)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}, "finish_reason": "tool_calls"}
+            ],
+        }
+        await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
     async def _stream(self, send: Send, model: str, reply: str, usage: dict[str, int]) -> None:
         ident, created = f"chatcmpl-{next(self._ids)}", int(time.time())

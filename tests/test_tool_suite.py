@@ -186,6 +186,26 @@ async def test_use_websearch_turns_on_glms_search(user: Any, stub: Any) -> None:
     assert tools[0]["type"] == "web_search"
 
 
+async def test_use_websearch_runs_kimis_builtin_search_round_trip(user: Any, stub: Any) -> None:
+    outcome = await run(user, "chat", {"prompt": "latest Django?", "model": "kimi", "use_websearch": True})
+    assert metadata(outcome)["web_search"] is True and outcome["text"].startswith("[searched the web]")
+    asked, answered = stub.chat_requests()
+    assert asked["payload"]["tools"] == [{"type": "builtin_function", "function": {"name": "$web_search"}}]
+    echoed = answered["payload"]["messages"][-2:]
+    assert echoed[0]["tool_calls"][0]["function"]["name"] == "$web_search"
+    assert echoed[1] == {
+        "role": "tool",
+        "tool_call_id": "call_search",
+        "name": "$web_search",
+        "content": '{"search_result": {"search_id": "s1"}}',
+    }
+
+
+async def test_use_websearch_is_ignored_where_the_model_has_no_search(user: Any, stub: Any) -> None:
+    outcome = await run(user, "chat", {"prompt": "hi", "model": "glm-4.5-flash", "use_websearch": True})
+    assert metadata(outcome)["web_search"] is False and "tools" not in stub.chat_requests()[-1]["payload"]
+
+
 # --- Threads: conversations, trimming, restarts -----------------------------------------
 
 

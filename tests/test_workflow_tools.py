@@ -162,6 +162,24 @@ async def test_a_call_over_its_deadline_fails_as_timeout(user: Any, settings: An
     assert outcome["error"]["code"] == "timeout" and "deadline of 0.5s" in outcome["error"]["message"]
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+async def test_every_tools_schema_refuses_an_unknown_argument(user: Any, name: str) -> None:
+    outcome = await run(user, name, {"surely_not_an_argument": 1})
+    assert outcome["error"]["code"] == "invalid_arguments", outcome
+
+
+async def test_another_users_thread_is_forbidden_to_a_workflow_tool(user: Any, other_user: Any) -> None:
+    theirs = body(await run(other_user, "debug", step(1, 2, True)))["continuation_id"]
+    outcome = await run(user, "debug", step(2, 2, True, continuation_id=theirs))
+    assert outcome["error"]["code"] == "forbidden"
+
+
+async def test_step_text_over_the_prompt_limit_is_refused_with_advice(user: Any, settings: Any) -> None:
+    settings.EXAI_MAX_PROMPT_CHARS = 100
+    outcome = await run(user, "codereview", step(1, 1, True, findings="x" * 200))
+    assert outcome["error"]["code"] == "invalid_arguments" and "as a file" in outcome["error"]["message"]
+
+
 # --- planner -------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 from django.conf import settings
@@ -67,6 +67,9 @@ class OpenAICompatibleProvider(Provider):
             )
         return client
 
+    # The provider's built-in web search tool, for models whose spec has `web_search`.
+    search_tool: ClassVar[dict[str, Any] | None] = None
+
     def extra_body(self, model: str) -> dict[str, Any] | None:
         return None
 
@@ -82,25 +85,49 @@ class OpenAICompatibleProvider(Provider):
         web_search: bool = False,
     ) -> ChatResult:
         reply = ReplyCollector(model, on_delta)
-        body = self.request_body(model, messages, temperature, max_tokens, response_format)
-        if extra := self.extra_body(model):
-            body.update(extra)
-        # The SDK's timeout bounds each read; this bounds the whole streamed call.
-        async with self._translated_errors(self.timeout_s):
-            # The SDK's low-level `post` keeps its retries, auth, errors and SSE decoding but
-            # skips walking the messages to transform request params and building a pydantic
-            # model per chunk, which together cost more CPU than the rest of a tool call.
-            stream = await self.client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
-            async with stream:
-                async for chunk in stream:
-                    if delta := _absorb(chunk, reply.result):
-                        await reply.add(delta)
+        # With a built-in search (Moonshot's `$web_search`), the model first asks for the
+        # search as a tool call; echoing the call back runs it on the provider's side, and
+        # the next round answers. A few rounds at most.
+        tools = [self.search_tool] if web_search and self.search_tool else None
+        for _ in range(_MAX_SEARCH_ROUNDS):
+            body = self.request_body(model, messages, temperature, max_tokens, response_format)
+            if tools:
+                body["tools"] = tools
+            if extra := self.extra_body(model):
+                body.update(extra)
+            calls: dict[int, dict[str, Any]] = {}
+            # The SDK's timeout bounds each read; this bounds the whole streamed call.
+            async with self._translated_errors(self.timeout_s):
+                # The SDK's low-level `post` keeps its retries, auth, errors and SSE decoding but
+                # skips walking the messages to transform request params and building a pydantic
+                # model per chunk, which together cost more CPU than the rest of a tool call.
+                stream = await self.client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[object],
+                )
+                async with stream:
+                    async for chunk in stream:
+                        if delta := _absorb(chunk, reply.result, calls):
+                            await reply.add(delta)
+            if reply.result.finish_reason != "tool_calls" or not calls:
+                break
+            asked = [calls[index] for index in sorted(calls)]
+            echoed: list[Any] = [
+                {"role": "assistant", "content": "", "tool_calls": asked},
+                *(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call["id"],
+                        "name": call["function"]["name"],
+                        "content": call["function"]["arguments"],
+                    }
+                    for call in asked
+                ),
+            ]
+            messages = [*messages, *echoed]
         return reply.finish()
 
     async def chat_with_tools(
@@ -184,8 +211,12 @@ class OpenAICompatibleProvider(Provider):
             ]
 
 
-def _absorb(chunk: Any, result: ChatResult) -> str | None:
-    """Take usage and finish reason from one streamed chunk (a plain dict); return its text."""
+# Rounds of a call with Moonshot's built-in search: the search request(s), then the answer.
+_MAX_SEARCH_ROUNDS = 3
+
+
+def _absorb(chunk: Any, result: ChatResult, calls: dict[int, dict[str, Any]]) -> str | None:
+    """Take usage, finish reason and tool-call pieces from one streamed chunk (a plain dict); return its text."""
     if not isinstance(chunk, dict):
         return None
     choices = chunk.get("choices") or []
@@ -193,11 +224,21 @@ def _absorb(chunk: Any, result: ChatResult) -> str | None:
     # Moonshot reports usage on the last choice rather than on the chunk.
     usage = chunk.get("usage") or choice.get("usage")
     if usage:
-        result.tokens_in = int(usage.get("prompt_tokens") or 0)
-        result.tokens_out = int(usage.get("completion_tokens") or 0)
+        # Added up: a call with a search round streams twice, each with its usage.
+        result.tokens_in += int(usage.get("prompt_tokens") or 0)
+        result.tokens_out += int(usage.get("completion_tokens") or 0)
     if choice.get("finish_reason"):
         result.finish_reason = choice["finish_reason"]
     delta = choice.get("delta") or {}
+    for piece in delta.get("tool_calls") or []:
+        call = calls.setdefault(
+            piece.get("index", 0), {"id": "", "type": "", "function": {"name": "", "arguments": ""}}
+        )
+        call["id"] = piece.get("id") or call["id"]
+        call["type"] = piece.get("type") or call["type"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
     return delta.get("content") or None
 
 

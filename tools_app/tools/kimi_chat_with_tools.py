@@ -15,6 +15,7 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
+from tools_app.tools.context import prompt_limit_check
 
 
 class KimiChatWithToolsTool(Tool):
@@ -52,6 +53,8 @@ class KimiChatWithToolsTool(Tool):
     )
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
+        text = {"messages": "".join(str(message.get("content") or "") for message in arguments["messages"])}
+        prompt_limit_check(text, "messages")
         resolved = resolve_tool_model(arguments.get("model") or "kimi")
         if resolved.provider.name != "kimi":
             raise ToolError("invalid_arguments", f"{resolved.spec.name} is not a Kimi model.")
