@@ -16,15 +16,8 @@ from tools_app.models import Conversation, Message
 from tools_app.providers.base import ChatMessage
 
 
-def conversation_open(
-    *, user: AbstractBaseUser, continuation_id: str | None, history: bool = True, exclude_run: str | None = None
-) -> tuple[Conversation | None, list[ChatMessage]]:
-    """Return the caller's thread and its earlier turns, or (None, []) for a new thread.
-
-    `history=False` only checks the thread; `exclude_run` leaves out one workflow run's steps.
-    """
-    if not continuation_id:
-        return None, []
+def conversation_owned(*, user: AbstractBaseUser, continuation_id: str) -> Conversation:
+    """The caller's thread with that id, expired or not; a clear ToolError for any other id."""
     try:
         key = uuid.UUID(continuation_id)
     except ValueError:
@@ -37,6 +30,19 @@ def conversation_open(
         )
     if conversation.owner_id != user.pk:
         raise ToolError("forbidden", f"continuation_id {continuation_id} belongs to another user.")
+    return conversation
+
+
+def conversation_open(
+    *, user: AbstractBaseUser, continuation_id: str | None, history: bool = True, exclude_run: str | None = None
+) -> tuple[Conversation | None, list[ChatMessage]]:
+    """Return the caller's thread and its earlier turns, or (None, []) for a new thread.
+
+    `history=False` only checks the thread; `exclude_run` leaves out one workflow run's steps.
+    """
+    if not continuation_id:
+        return None, []
+    conversation = conversation_owned(user=user, continuation_id=continuation_id)
     if conversation.expires_at <= timezone.now():
         raise ToolError(
             "invalid_arguments",

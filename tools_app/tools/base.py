@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context, capture_exception
 from tools_app.circuit import get_circuit_breaker
+from tools_app.conversations import conversation_record_turn
 from tools_app.errors import ToolError
 from tools_app.providers import ChatResult, ProviderError, ResolvedModel, UnknownModel, available_models, resolve_model
 from tools_app.providers.base import ChatMessage
@@ -110,6 +112,23 @@ class CallContext:
         if self.ttft_ms is None and result.ttft_ms is not None:
             self.ttft_ms = (started - self.started) * 1000 + result.ttft_ms
         return result
+
+    async def record_turn(
+        self, *, conversation: Any, tool: str, prompt: str, resolved: ResolvedModel, reply: ChatResult, **metadata: Any
+    ) -> Any:
+        """Keep the question and the model's answer as a turn of the thread (creating it); return the thread."""
+        return await database_sync_to_async(conversation_record_turn)(
+            user=self.user,
+            conversation=conversation,
+            tool=tool,
+            prompt=prompt,
+            reply=reply.text,
+            provider=resolved.provider.name,
+            model=reply.model,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            metadata={"request_id": self.request_id, **metadata},
+        )
 
     @asynccontextmanager
     async def provider_work(self, provider: str) -> AsyncIterator[float]:

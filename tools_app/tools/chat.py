@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from tools_app.conversations import conversation_open, conversation_record_turn
+from tools_app.conversations import conversation_open
 from tools_app.providers import ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.throttle import get_throttle
@@ -99,22 +99,14 @@ class ChatTool(Tool):
         reply = await ctx.call_provider(
             resolved, messages, temperature=arguments.get("temperature"), web_search=web_search
         )
-        call_metadata = {
-            "ttft_ms": reply.ttft_ms,
-            "processing_ms": round(ctx.processing_ms, 3),
-            "request_id": ctx.request_id,
-        }
-        conversation = await database_sync_to_async(conversation_record_turn)(
-            user=ctx.user,
+        conversation = await ctx.record_turn(
             conversation=conversation,
             tool=self.name,
             prompt=prompt,
-            reply=reply.text,
-            provider=resolved.provider.name,
-            model=reply.model,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            metadata=call_metadata,
+            resolved=resolved,
+            reply=reply,
+            ttft_ms=reply.ttft_ms,
+            processing_ms=round(ctx.processing_ms, 3),
         )
         return ToolResult(
             reply.text,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -11,6 +10,7 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
 
+from tools_app.conversations import conversation_owned
 from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
@@ -51,7 +51,7 @@ class ConversationsTool(Tool):
                 raise ToolError("invalid_arguments", f"nothing is left of a reply for {thread_id} (or it expired).")
             # Handed back as a reply: cut again (and kept) if it is still too long.
             return ToolResult(rest, {"continuation_id": thread_id})
-        conversation = await database_sync_to_async(own_thread)(user=ctx.user, thread_id=thread_id)
+        conversation = await database_sync_to_async(conversation_owned)(user=ctx.user, continuation_id=thread_id)
         if action == "delete":
             await conversation.adelete()
             payload = {"deleted": thread_id}
@@ -60,19 +60,6 @@ class ConversationsTool(Tool):
                 conversation=conversation, limit=arguments.get("limit", 50)
             )
         return ToolResult(json.dumps(payload, indent=1), {"continuation_id": thread_id})
-
-
-def own_thread(*, user: Any, thread_id: str) -> Conversation:
-    try:
-        key = uuid.UUID(thread_id)
-    except ValueError:
-        raise ToolError("invalid_arguments", f"{thread_id!r} is not a thread id.") from None
-    conversation = Conversation.objects.filter(pk=key).first()
-    if conversation is None:
-        raise ToolError("invalid_arguments", f"thread {thread_id} is unknown or was deleted.")
-    if conversation.owner_id != user.pk:
-        raise ToolError("forbidden", f"thread {thread_id} belongs to another user.")
-    return conversation
 
 
 def thread_list(*, user: Any, limit: int) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from django.conf import settings
 from tools_app.conversations import (
     conversation_open,
     conversation_record_step,
-    conversation_record_turn,
     conversation_workflow_steps,
 )
 from tools_app.errors import ToolError
@@ -208,17 +207,13 @@ class WorkflowTool(Tool):
             max_tokens=max_tokens,
             web_search=bool(arguments.get("use_websearch")),
         )
-        conversation = await database_sync_to_async(conversation_record_turn)(
-            user=ctx.user,
+        conversation = await ctx.record_turn(
             conversation=conversation,
             tool=self.name,
             prompt=request,
-            reply=reply.text,
-            provider=resolved.provider.name,
-            model=reply.model,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            metadata={"request_id": ctx.request_id, "workflow_complete": True},
+            resolved=resolved,
+            reply=reply,
+            workflow_complete=True,
         )
         status = f"{self.name}_complete"
         header = {"status": status, **base, "next_steps": "Check the expert analysis against the code before acting."}
