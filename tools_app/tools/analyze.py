@@ -14,8 +14,8 @@ class AnalyzeTool(WorkflowTool):
         "incremental recommendations. "
     )
     extra_properties = {
-        "analysis_type": {"enum": ["architecture", "performance", "security", "quality", "general"]},
-        "output_format": {"enum": ["summary", "detailed", "actionable"]},
+        "analysis_type": {"type": "string", "enum": ["architecture", "performance", "security", "quality", "general"]},
+        "output_format": {"type": "string", "enum": ["summary", "detailed", "actionable"]},
     }
     first_actions = [
         "Map the codebase area: entry points, main modules, dependencies.",

@@ -15,10 +15,10 @@ class CodeReviewTool(WorkflowTool):
         "concrete fix. Respect the requested review type, focus and standards; skip nitpicks unless asked. "
     )
     extra_properties = {
-        "review_type": {"enum": ["full", "security", "performance", "quick"]},
+        "review_type": {"type": "string", "enum": ["full", "security", "performance", "quick"]},
         "focus_on": {"type": "string"},
         "standards": {"type": "string"},
-        "severity_filter": {"enum": ["critical", "high", "medium", "low", "all"]},
+        "severity_filter": {"type": "string", "enum": ["critical", "high", "medium", "low", "all"]},
     }
     first_actions = [
         "Read the code under review and understand its purpose and context.",

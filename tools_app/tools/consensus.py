@@ -56,7 +56,7 @@ class ConsensusTool(Tool):
                 "items": object_schema(
                     {
                         "model": MODEL_PROPERTY,
-                        "stance": {"enum": list(STANCES)},
+                        "stance": {"type": "string", "enum": list(STANCES)},
                         "stance_prompt": {"type": "string", "description": "Replaces the stance's instruction."},
                     },
                     ["model"],

@@ -28,7 +28,7 @@ class ConversationsTool(Tool):
     )
     input_schema = object_schema(
         {
-            "action": {"enum": ["list", "show", "delete", "rest"]},
+            "action": {"type": "string", "enum": ["list", "show", "delete", "rest"]},
             "continuation_id": {"type": "string", "description": "The thread, for show and delete."},
             "limit": {"type": "integer", "minimum": 1, "maximum": 100},
         },

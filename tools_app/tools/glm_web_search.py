@@ -16,10 +16,10 @@ class GlmWebSearchTool(Tool):
     input_schema = object_schema(
         {
             "query": {"type": "string", "minLength": 1, "maxLength": 500},
-            "engine": {"enum": ["search_std", "search_pro", "search_pro_sogou", "search_pro_quark"]},
+            "engine": {"type": "string", "enum": ["search_std", "search_pro", "search_pro_sogou", "search_pro_quark"]},
             "count": {"type": "integer", "minimum": 1, "maximum": 50},
             "domain": {"type": "string", "description": "Only results from this domain."},
-            "recency": {"enum": ["oneDay", "oneWeek", "oneMonth", "oneYear", "noLimit"]},
+            "recency": {"type": "string", "enum": ["oneDay", "oneWeek", "oneMonth", "oneYear", "noLimit"]},
         },
         ["query"],
     )

@@ -32,7 +32,7 @@ class KimiChatWithToolsTool(Tool):
                 "minItems": 1,
                 "items": {
                     "type": "object",
-                    "properties": {"role": {"enum": ["system", "user", "assistant", "tool"]}},
+                    "properties": {"role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]}},
                     "required": ["role"],
                 },
             },
@@ -45,7 +45,7 @@ class KimiChatWithToolsTool(Tool):
                     "required": ["type", "function"],
                 },
             },
-            "tool_choice": {"anyOf": [{"enum": ["auto", "none", "required"]}, {"type": "object"}]},
+            "tool_choice": {"anyOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
             "model": {**MODEL_PROPERTY, "description": "A Kimi model (default: kimi)."},
             "temperature": TEMPERATURE_PROPERTY,
         },

@@ -46,7 +46,7 @@ class KimiManageFilesTool(Tool):
     )
     input_schema = object_schema(
         {
-            "action": {"enum": ["list", "delete", "cleanup"]},
+            "action": {"type": "string", "enum": ["list", "delete", "cleanup"]},
             "file": {"type": "string", "minLength": 1, "description": "With delete: your file id."},
             "dry_run": {"type": "boolean", "description": "With cleanup: report, change nothing."},
         },

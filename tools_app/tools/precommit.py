@@ -18,7 +18,7 @@ class PrecommitTool(WorkflowTool):
         "compare_to": {"type": "string", "description": "Git ref to compare against."},
         "include_staged": {"type": "boolean"},
         "include_unstaged": {"type": "boolean"},
-        "severity_filter": {"enum": ["critical", "high", "medium", "low", "all"]},
+        "severity_filter": {"type": "string", "enum": ["critical", "high", "medium", "low", "all"]},
     }
     first_actions = [
         "Collect the diff (staged/unstaged or against compare_to) and list changed files.",

@@ -14,7 +14,7 @@ class RefactorTool(WorkflowTool):
         "with tests. "
     )
     extra_properties = {
-        "refactor_type": {"enum": ["codesmells", "decompose", "modernize", "organization"]},
+        "refactor_type": {"type": "string", "enum": ["codesmells", "decompose", "modernize", "organization"]},
         "focus_areas": {"type": "array", "items": {"type": "string"}},
         "style_guide_examples": {"type": "array", "items": {"type": "string"}},
     }

@@ -14,8 +14,11 @@ class SecAuditTool(WorkflowTool):
         "consider the threat level, focus and compliance requirements given. No speculation without evidence. "
     )
     extra_properties = {
-        "threat_level": {"enum": ["low", "medium", "high", "critical"]},
-        "audit_focus": {"enum": ["owasp", "compliance", "infrastructure", "dependencies", "comprehensive"]},
+        "threat_level": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
+        "audit_focus": {
+            "type": "string",
+            "enum": ["owasp", "compliance", "infrastructure", "dependencies", "comprehensive"],
+        },
         "compliance_requirements": {"type": "array", "items": {"type": "string"}},
     }
     first_actions = [

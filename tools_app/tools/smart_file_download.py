@@ -22,7 +22,7 @@ class SmartFileDownloadTool(Tool):
     )
     input_schema = object_schema(
         {
-            "provider": {"enum": ["kimi", "glm"], "description": "Whose extraction (default kimi)."},
+            "provider": {"type": "string", "enum": ["kimi", "glm"], "description": "Whose extraction (default kimi)."},
             "file": {"type": "string", "minLength": 1, "description": "Id of your uploaded file."},
             "provider_file_id": {"type": "string", "minLength": 1, "description": "The provider's id of it."},
         }

@@ -13,7 +13,7 @@ class TracerTool(WorkflowTool):
         "and what uses it. Mark anything inferred rather than seen. "
     )
     extra_properties = {
-        "trace_mode": {"enum": ["precision", "dependencies", "ask"]},
+        "trace_mode": {"type": "string", "enum": ["precision", "dependencies", "ask"]},
         "target_description": {"type": "string", "description": "What to trace and why."},
     }
     first_actions = [

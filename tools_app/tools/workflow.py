@@ -57,14 +57,15 @@ STEP_PROPERTIES: dict[str, Any] = {
     "next_step_required": {"type": "boolean", "description": "false on the final step (runs the expert)."},
     "findings": {"type": "string", "description": "What this step found."},
     "hypothesis": {"type": "string"},
-    "confidence": {"enum": CONFIDENCE},
+    "confidence": {"type": "string", "enum": CONFIDENCE},
     "relevant_files": FILES_OR_PATHS_SCHEMA,
     "files_checked": {"type": "array", "items": {"type": "string"}},
     "relevant_context": {"type": "array", "items": {"type": "string"}, "description": "Functions, classes…"},
     "issues_found": {
         "type": "array",
         "items": object_schema(
-            {"severity": {"enum": SEVERITIES}, "description": {"type": "string"}}, ["severity", "description"]
+            {"severity": {"type": "string", "enum": SEVERITIES}, "description": {"type": "string"}},
+            ["severity", "description"],
         ),
     },
     "backtrack_from_step": {"type": "integer", "minimum": 1, "description": "Discard this step and later ones."},
@@ -72,7 +73,7 @@ STEP_PROPERTIES: dict[str, Any] = {
     "continuation_id": CONTINUATION_PROPERTY,
     "model": MODEL_PROPERTY,
     "temperature": TEMPERATURE_PROPERTY,
-    "thinking_mode": {"enum": THINKING_MODES},
+    "thinking_mode": {"type": "string", "enum": THINKING_MODES},
     "use_websearch": {"type": "boolean"},
     "images": IMAGES_SCHEMA,
 }
