@@ -140,11 +140,10 @@ class OpenAICompatibleProvider(Provider):
         temperature: float | None,
     ) -> dict[str, Any]:
         """One function-calling turn, not streamed: the assistant message (content and/or tool_calls)."""
-        body: dict[str, Any] = {"model": model, "messages": messages, "tools": tools}
+        body = self.request_body(model, messages, temperature, None)  # type: ignore[arg-type]  # any roles
+        body.update(stream=False, tools=tools)
         if tool_choice is not None:
             body["tool_choice"] = tool_choice
-        if temperature is not None:
-            body["temperature"] = temperature
         async with self._translated_errors(self.timeout_s):
             answer: Any = await self.client.post("/chat/completions", body=body, cast_to=object)
         choice = (answer.get("choices") or [{}])[0]
