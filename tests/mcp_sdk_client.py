@@ -39,6 +39,21 @@ async def exercise(client: Client, file_id: str | None = None) -> dict[str, Any]
     if file_id:
         answer = await client.call_tool("smart_file_query", {"file": file_id, "question": "what does it do?"})
         report["file_query"] = {"is_error": answer.is_error, "text": answer.content[0].text, "meta": answer.meta}
+    # A two-step workflow: a pause without a provider call, then the expert's analysis.
+    step = {"step": "look", "total_steps": 2, "findings": "a race in the cache"}
+    first = await client.call_tool("debug", {**step, "step_number": 1, "next_step_required": True})
+    paused = json.loads(first.content[0].text)
+    final = await client.call_tool(
+        "debug",
+        {**step, "step_number": 2, "next_step_required": False, "continuation_id": paused["continuation_id"]},
+    )
+    report["workflow"] = {
+        "first_status": paused["status"],
+        "required_actions": paused["required_actions"],
+        "final_status": json.loads(final.content[0].text.split("\n\n## Expert analysis", 1)[0])["status"],
+        "final_is_error": final.is_error,
+        "final_provider": (final.meta or {}).get("provider"),
+    }
     bad = await client.call_tool("chat", {"prompt": 7})
     report["bad_arguments"] = {"is_error": bad.is_error, "text": bad.content[0].text}
     try:

@@ -139,6 +139,9 @@ def assert_full_session(report: dict[str, Any], version: str) -> None:
     assert chat["text"].startswith("stub reply from glm-4.6: hello from the sdk")
     assert chat["meta"]["latency_metrics"]["processing_ms"] > 0
     assert chat["progress"] == ["asking glm-4.6"]
+    workflow = report["workflow"]
+    assert (workflow["first_status"], workflow["final_status"]) == ("pause_for_debug", "debug_complete")
+    assert workflow["required_actions"] and workflow["final_is_error"] is False and workflow["final_provider"]
     assert report["bad_arguments"]["is_error"] is True
     assert report["unknown_tool"] == {"raised": True, "error": "Unknown tool: no_such_tool", "code": -32602}
 
@@ -164,8 +167,8 @@ async def test_the_official_sdk_asks_about_a_file_uploaded_over_rest(
     report = await asyncio.to_thread(run_sdk_client, *args)
     assert report["file_query"]["is_error"] is False
     assert report["file_query"]["text"].startswith("stub reply from kimi-k2-0905-preview: what does it do?")
-    sent = stub.chat_requests()[-1]["payload"]["messages"]
-    assert any("--- file: greet.py ---\ndef greet(name):" in m["content"] for m in sent if m["role"] == "system")
+    sent = [m for request in stub.chat_requests() for m in request["payload"]["messages"] if m["role"] == "system"]
+    assert any("--- file: greet.py ---\ndef greet(name):" in m["content"] for m in sent)
 
 
 @pytest.mark.parametrize(("mode", "version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
