@@ -54,10 +54,16 @@ def test_profiles_change_tools_list(settings: Any) -> None:
     assert listed(settings, "standard", disabled=["chat", "version", "listmodels"]) == standard - {"chat"}
 
 
-async def test_a_disabled_tool_is_unknown_with_a_hint(user: Any, settings: Any) -> None:
+async def test_a_tool_left_out_of_the_profile_is_still_callable_but_a_disabled_one_is_not(
+    user: Any, settings: Any
+) -> None:
     settings.EXAI_TOOL_PROFILE = "lean"
-    outcome = await run(user, "docgen", {})
-    assert outcome["error"]["code"] == "unknown_tool" and "EXAI_ENABLED_TOOLS" in outcome["error"]["message"]
+    challenged = await run(user, "challenge", {"prompt": "x"})  # not advertised in lean, still there by name
+    assert json.loads(challenged["text"])["status"] == "challenge_accepted"
+    settings.EXAI_DISABLED_TOOLS = ["challenge", "version"]
+    refused = await run(user, "challenge", {"prompt": "x"})
+    assert refused["error"]["code"] == "unknown_tool" and "EXAI_DISABLED_TOOLS" in refused["error"]["message"]
+    assert "error" not in await run(user, "version", {})  # always on
 
 
 async def test_mcp_tools_list_follows_the_profile(user: Any, settings: Any) -> None:

@@ -21,7 +21,7 @@ from tools_app.providers import ProviderError, all_providers, configured_provide
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
 from tools_app.throttle import Overloaded, get_throttle
-from tools_app.tools import REGISTRY, enabled_tools
+from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ async def tool_call(
     outcome: CallOutcome | None = None
     try:
         await user_call_admit(getattr(user, "pk", None))
-        tool = _offered_tool(name)
+        tool = _callable_tool(name)
         validate_arguments(tool.name, arguments)
         deadline_s = tool.deadline_s(arguments)
         key = cache_key(tool, getattr(user, "pk", None), arguments)
@@ -156,17 +156,15 @@ async def tool_call(
     return outcome
 
 
-def _offered_tool(name: Any) -> Tool:
-    tool = enabled_tools().get(name) if isinstance(name, str) else None
-    if tool is not None:
-        return tool
-    if isinstance(name, str) and name in REGISTRY:
-        raise ToolError(
-            "unknown_tool",
-            f"tool {name!r} is not enabled on this server (EXAI_TOOL_PROFILE={settings.EXAI_TOOL_PROFILE}); "
-            "EXAI_ENABLED_TOOLS can add it.",
-        )
-    raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(enabled_tools())}.")
+def _callable_tool(name: Any) -> Tool:
+    """The tool by that name. The profile only trims what tools/list advertises (the context
+    cost); any tool stays callable by name unless EXAI_DISABLED_TOOLS switches it off."""
+    tool = REGISTRY.get(name) if isinstance(name, str) else None
+    if tool is None:
+        raise ToolError("unknown_tool", f"unknown tool {name!r}; available: {', '.join(enabled_tools())}.")
+    if name in settings.EXAI_DISABLED_TOOLS and name not in ALWAYS_ON:
+        raise ToolError("unknown_tool", f"tool {name!r} is disabled on this server (EXAI_DISABLED_TOOLS).")
+    return tool
 
 
 def _latency_metrics(ctx: CallContext) -> LatencyMetrics:

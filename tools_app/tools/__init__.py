@@ -1,9 +1,10 @@
 """The tool registry: adding a tool is one module and one line here.
 
-`REGISTRY` holds every tool; `enabled_tools()` the ones this server offers, chosen by
+`REGISTRY` holds every tool; `enabled_tools()` the ones tools/list advertises, chosen by
 EXAI_TOOL_PROFILE (lean < standard < full: each tool names the smallest profile it is
 in) and adjusted by EXAI_ENABLED_TOOLS / EXAI_DISABLED_TOOLS. `version` and
-`listmodels` are always on.
+`listmodels` are always on. The profile saves the assistant's context; it does not lock
+tools away: any tool is callable by name unless EXAI_DISABLED_TOOLS names it.
 """
 
 from django.conf import settings
