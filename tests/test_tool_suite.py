@@ -185,6 +185,14 @@ async def test_images_to_a_model_that_cannot_see_name_the_model(user: Any, stub:
     assert stub.chat_requests() == []
 
 
+async def test_a_malformed_image_data_url_is_refused(user: Any, stub: Any) -> None:
+    outcome = await run(
+        user, "chat", {"prompt": "see", "images": ["data:text/html;base64,PGI+"], "model": "kimi-latest"}
+    )
+    assert outcome["error"]["code"] == "invalid_arguments" and "data:image/" in outcome["error"]["message"]
+    assert stub.chat_requests() == []
+
+
 async def test_use_websearch_turns_on_glms_search(user: Any, stub: Any) -> None:
     outcome = await run(user, "chat", {"prompt": "latest Django?", "model": "glm", "use_websearch": True})
     assert metadata(outcome)["web_search"] is True and outcome["text"].startswith("[searched the web]")

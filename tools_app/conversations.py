@@ -106,8 +106,9 @@ def conversation_record_turn(
 
 def conversation_record_step(
     *, user: AbstractBaseUser, conversation: Conversation | None, tool: str, step: dict[str, Any], content: str
-) -> tuple[Conversation, str]:
-    """Keep one workflow step in the thread (no provider call, so not a turn); return the thread and the run.
+) -> tuple[Conversation, list[dict[str, Any]]]:
+    """Keep one workflow step in the thread (no provider call, so not a turn); return the thread and
+    the steps of its run so far, in step order, each with its run id.
 
     Step 1 starts a new run of the tool; a later step continues the thread's latest run
     of it. `backtrack_from_step` first drops that step and every later one of the run.
@@ -145,13 +146,8 @@ def conversation_record_step(
             tool=tool,
             metadata={"workflow": tool, "run": run, "step_number": step["step_number"], "step": step},
         )
-    return conversation, run
-
-
-def conversation_workflow_steps(*, conversation: Conversation, run: str) -> list[dict[str, Any]]:
-    """The steps of one run, in step order, each with its run id."""
-    steps = [
-        {**metadata["step"], "run": run}
-        for metadata in conversation.messages.filter(metadata__run=run).values_list("metadata", flat=True)
-    ]
-    return sorted(steps, key=lambda step: step["step_number"])
+        steps = [
+            {**metadata["step"], "run": run}
+            for metadata in conversation.messages.filter(metadata__run=run).values_list("metadata", flat=True)
+        ]
+    return conversation, sorted(steps, key=lambda recorded: recorded["step_number"])

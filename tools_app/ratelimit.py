@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -75,6 +77,18 @@ return 0
 """
 )
 
+_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _gcra_script() -> Any:
+    """The script registered once per Redis client (EVALSHA: its text crosses the wire once)."""
+    client = get_redis()
+    script = _scripts.get(client)
+    if script is None:
+        script = _scripts[client] = client.register_script(_GCRA_SCRIPT)
+    return script
+
+
 # Users tracked in memory at most (least recently seen dropped first: their limiter is idle anyway).
 _MAX_LOCAL_USERS = 10_000
 _local_users: OrderedDict[object, Gcra] = OrderedDict()
@@ -87,8 +101,7 @@ async def user_call_admit(user_id: object) -> None:
         return
     if settings.REDIS_URL:
         interval_ms = 60_000 / limit
-        script = get_redis().register_script(_GCRA_SCRIPT)  # EVALSHA, the text sent only once
-        waited_ms = await script(
+        waited_ms = await _gcra_script()(
             keys=[redis_key("rate", "calls", user_id)], args=[interval_ms, interval_ms * (limit - 1)]
         )
         wait_s = float(waited_ms) / 1000

@@ -39,6 +39,14 @@ def get_provider(name: str) -> Provider:
     raise KeyError(name)
 
 
+def configured_provider(name: str) -> Provider:
+    """The provider by that name if it is configured here, else `provider_unavailable` saying how to enable it."""
+    provider = get_provider(name)
+    if not provider.configured:
+        raise provider.unavailable()
+    return provider
+
+
 @receiver(setting_changed)
 def _reset_on_settings_change(**kwargs: object) -> None:
     # Providers cache SDK clients built from settings; tests that override settings get fresh ones.

@@ -15,7 +15,7 @@ from django.conf import settings
 from files_app.models import FileReference
 from files_app.services import file_prompt_block, file_prompt_text, file_references_resolve, provider_copy_ensure
 from tools_app.errors import ToolError
-from tools_app.providers import Provider, ResolvedModel, get_provider
+from tools_app.providers import Provider, ResolvedModel
 from tools_app.providers.base import ChatMessage
 from tools_app.tools.base import CallContext, ToolResult
 
@@ -120,14 +120,6 @@ async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: l
         {"role": "system", "content": file_prompt_block(reference.name, text)}
         for reference, text in zip(references, texts, strict=True)
     ]
-
-
-def files_provider(name: str) -> Provider:
-    """A provider with a files API that is configured here, or the error saying how to get one."""
-    provider = get_provider(name)
-    if not provider.configured:
-        raise provider.unavailable()
-    return provider
 
 
 async def upload_copies(ctx: CallContext, provider: Provider, references: list[FileReference]) -> ToolResult:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import files_provider, own_references, upload_copies
+from tools_app.tools.files import own_references, upload_copies
 
 
 class GlmUploadFileTool(Tool):
@@ -17,5 +18,5 @@ class GlmUploadFileTool(Tool):
     )
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        provider = files_provider("glm")
+        provider = configured_provider("glm")
         return await upload_copies(ctx, provider, await own_references(ctx, [arguments["file"]]))

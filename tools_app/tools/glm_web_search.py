@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import files_provider as configured_provider
 
 
 class GlmWebSearchTool(Tool):

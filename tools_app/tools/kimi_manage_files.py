@@ -12,8 +12,8 @@ from files_app.cleanup import files_cleanup, provider_orphans_delete
 from files_app.models import FileReference, ProviderFileUpload
 from files_app.services import file_reference_drop
 from tools_app.errors import ToolError
+from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import files_provider
 
 
 def _listing(owner: Any) -> list[dict[str, Any]]:
@@ -70,7 +70,7 @@ class KimiManageFilesTool(Tool):
     async def _cleanup(self, ctx: CallContext, *, dry_run: bool) -> dict[str, Any]:
         if not getattr(ctx.user, "is_staff", False):
             raise ToolError("forbidden", "cleanup is for staff: it removes files of every user.")
-        provider = files_provider("kimi")
+        provider = configured_provider("kimi")
         await ctx.progress("looking for orphaned Kimi copies")
         orphans = await provider_orphans_delete(provider=provider, dry_run=dry_run)
         await ctx.progress("removing expired blobs")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import FILE_IDS_SCHEMA, files_provider, own_references, upload_copies
+from tools_app.tools.files import FILE_IDS_SCHEMA, own_references, upload_copies
 
 
 class KimiUploadFilesTool(Tool):
@@ -17,5 +18,5 @@ class KimiUploadFilesTool(Tool):
     input_schema = object_schema({"files": {**FILE_IDS_SCHEMA, "minItems": 1}}, required=["files"])
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        provider = files_provider("kimi")
+        provider = configured_provider("kimi")
         return await upload_copies(ctx, provider, await own_references(ctx, arguments["files"]))

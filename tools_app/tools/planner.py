@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from tools_app.conversations import conversation_open, conversation_record_step, conversation_workflow_steps
+from tools_app.conversations import conversation_open, conversation_record_step
 from tools_app.errors import ToolError
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import CONTINUATION_PROPERTY, CallContext, Tool, ToolResult, object_schema
@@ -60,10 +60,9 @@ class PlannerTool(Tool):
         conversation, _ = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=continuation_id, history=False
         )
-        conversation, run = await database_sync_to_async(conversation_record_step)(
+        conversation, steps = await database_sync_to_async(conversation_record_step)(
             user=ctx.user, conversation=conversation, tool=self.name, step=step, content=f"Plan step: {step['step']}"
         )
-        steps = await database_sync_to_async(conversation_workflow_steps)(conversation=conversation, run=run)
         done = not step["next_step_required"]
         status = "planner_complete" if done else "pause_for_planner"
         payload: dict[str, Any] = {

@@ -9,8 +9,9 @@ from channels.db import database_sync_to_async
 
 from files_app.services import file_ingest_text, provider_copy_for_owner, provider_copy_text
 from tools_app.errors import ToolError
+from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import files_provider, own_references
+from tools_app.tools.files import own_references
 
 
 class SmartFileDownloadTool(Tool):
@@ -29,7 +30,7 @@ class SmartFileDownloadTool(Tool):
     )
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        provider = files_provider(arguments.get("provider", "kimi"))
+        provider = configured_provider(arguments.get("provider", "kimi"))
         if ("file" in arguments) == ("provider_file_id" in arguments):
             raise ToolError("invalid_arguments", "name the file by exactly one of `file` or `provider_file_id`.")
         if "file" in arguments:

@@ -32,9 +32,8 @@ async def image_parts(ctx: CallContext, resolved: ResolvedModel, images: list[st
             "invalid_arguments",
             f"{resolved.spec.name} cannot read images; vision-capable models here: {seeing}.",
         )
-    urls = [image for image in images if image.startswith("data:")]
-    for url in urls:
-        if not _DATA_URL.match(url[:64] + url[64:].replace("\n", "")) or len(url) * 3 // 4 > MAX_IMAGE_BYTES:
+    for url in (image for image in images if image.startswith("data:")):
+        if len(url) * 3 // 4 > MAX_IMAGE_BYTES or not _DATA_URL.match(url):
             raise ToolError(
                 "invalid_arguments",
                 "an image data URL must be data:image/<png|jpeg|gif|webp>;base64,… "

@@ -25,7 +25,6 @@ from django.conf import settings
 from tools_app.conversations import (
     conversation_open,
     conversation_record_step,
-    conversation_workflow_steps,
 )
 from tools_app.errors import ToolError
 from tools_app.providers.base import ChatMessage
@@ -127,10 +126,9 @@ class WorkflowTool(Tool):
         conversation, _ = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=continuation_id, history=False
         )
-        conversation, run = await database_sync_to_async(conversation_record_step)(
+        conversation, steps = await database_sync_to_async(conversation_record_step)(
             user=ctx.user, conversation=conversation, tool=self.name, step=step, content=render_step(step)
         )
-        steps = await database_sync_to_async(conversation_workflow_steps)(conversation=conversation, run=run)
         summary = workflow_summary(steps)
         base = {
             "step_number": step["step_number"],
