@@ -1,16 +1,29 @@
 """A loopback stand-in for the Moonshot and Z.ai HTTP APIs, for tests and benchmarks.
 
 It speaks what the real SDKs send: chat completions (JSON and SSE streaming) under
-`/v1` (Moonshot) and `/api/paas/v4` (Z.ai), and the files API (upload, list,
-retrieve, content, delete). The last user message may carry directives that
-shape the answer, so a test says what it needs right in its prompt:
+`/v1` (Moonshot), `/api/paas/v4` (Z.ai) and `/local/v1` (any OpenAI-compatible server,
+which serves whatever model it is asked for), `GET .../models` (the live lists, which a
+test may change: `kimi_models`, `glm_models`), and the files API (upload, list, retrieve,
+content, delete). It refuses what the providers refuse today (tests/stub_world.py):
+retired and unknown models, sampling a thinking model pins, `thinking` together with
+`reasoning_effort`, and more. Thinking models stream `reasoning_content` first.
+
+The last user message may carry directives that shape the answer, so a test says what
+it needs right in its prompt:
 
     [[stub:delay=0.5]]       think that long before answering (a disconnect meanwhile counts as aborted)
     [[stub:status=503]]      answer with that HTTP status and an error body
-    [[stub:fail_first=2]]    fail the first N attempts of this prompt with 500, then answer
-    [[stub:retry_after=3]]   with status=429, send a Retry-After header
+    [[stub:fail_first=2]]    fail the first N attempts of this prompt with 500 (or fail_status), then answer
+    [[stub:fail_status=429]] the status fail_first answers with
+    [[stub:retry_after=3]]   with status=429 (or fail_status=429), send a Retry-After header
     [[stub:bad_json=yes]]    when asked for a JSON object (response_format), answer prose instead
     [[stub:words=5000]]      answer that many words, in paragraphs of 50 (a long reply)
+    [[stub:stream_s=45]]     stream the answer steadily over that many seconds (a long expert answer)
+    [[stub:silence=3]]       after the first chunk of the answer, say nothing for that long, then go on
+    [[stub:cut=5]]           end the stream after that many words of answer, with no finish_reason nor [DONE]
+    [[stub:reset=5]]         break the connection after that many words of answer (no end of the chunked body)
+    [[stub:garbage=yes]]     answer 200 with an HTML page instead of JSON or SSE
+    [[stub:reasoning_words=400]]  a thinking model reasons that many words first (default 20)
     [[stub:fail_model=glm-4.5]]  answer 503 to requests for that model only (the others answer)
     [[stub:call_tool=get_weather]]  (not streamed, with `tools`) ask for that function to be called
 
@@ -42,12 +55,36 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+try:
+    from tests.stub_world import (
+        GLM_TODAY,
+        KIMI_DEFAULT_MAX_TOKENS,
+        KIMI_TODAY,
+        model_list,
+        reasoning_for,
+        refusal,
+        thinking_active,
+    )
+except ImportError:  # run as a script (benchmarks): tests/ is the import root then
+    from stub_world import (  # type: ignore[no-redef]
+        GLM_TODAY,
+        KIMI_DEFAULT_MAX_TOKENS,
+        KIMI_TODAY,
+        model_list,
+        reasoning_for,
+        refusal,
+        thinking_active,
+    )
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _DIRECTIVE = re.compile(r"\[\[stub:(\w+)=([\w.\-]+)\]\]")
-_CHAT = re.compile(r"^/(?:v1|api/paas/v4)/chat/completions$")
+_BASE = r"(?P<base>v1|api/paas/v4|local/v1)"
+_PROVIDERS = {"v1": "kimi", "api/paas/v4": "glm", "local/v1": "local"}
+_CHAT = re.compile(rf"^/{_BASE}/chat/completions$")
+_MODELS = re.compile(rf"^/{_BASE}/models$")
 _FILES = re.compile(r"^/(?:v1|api/paas/v4)/files(?:/(?P<id>[\w-]+)(?P<content>/content)?)?$")
 
 
@@ -59,6 +96,11 @@ class ProviderStub:
         self.max_in_flight = 0
         self.aborted = 0
         self.bad_json_answers = 0  # the next N JSON answers come back as prose
+        # What `GET /models` lists now; a test may rotate them (a model retired, a new one added).
+        self.kimi_models = list(KIMI_TODAY)
+        self.glm_models = list(GLM_TODAY)
+        self.local_models = ["qwen2.5-coder"]
+        self.models_status = 0  # answer `GET /models` with this error status instead (0: list)
         self._attempts: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._server: Any = None
@@ -101,12 +143,15 @@ class ProviderStub:
         self.files.clear()
         self._attempts.clear()
         self.in_flight = self.max_in_flight = self.aborted = self.bad_json_answers = 0
+        self.kimi_models, self.glm_models = list(KIMI_TODAY), list(GLM_TODAY)
+        self.local_models = ["qwen2.5-coder"]
+        self.models_status = 0
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["kind"] == "chat"]
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        """What it saw of one kind: chat, file_upload, file_upload_attempt, file_content, file_delete."""
+        """What it saw of one kind: chat, models, file_upload, file_upload_attempt, file_content, file_delete."""
         return [r for r in self.requests if r["kind"] == kind]
 
     # --- ASGI ----------------------------------------------------------------
@@ -127,9 +172,20 @@ class ProviderStub:
             self.aborted += 1
             return
         path, method = scope["path"].rstrip("/"), scope["method"]
-        if _CHAT.match(path) and method == "POST":
-            await self._chat(path, json.loads(body), receive, send)
-        elif path == "/api/paas/v4/web_search" and method == "POST":
+        if match := _CHAT.match(path):
+            if method == "POST":
+                await self._chat(path, _PROVIDERS[match["base"]], json.loads(body), receive, send)
+                return
+        elif match := _MODELS.match(path):
+            provider = _PROVIDERS[match["base"]]
+            self.requests.append({"kind": "models", "provider": provider})
+            if self.models_status:
+                await _json(send, self.models_status, {"error": {"message": "stub: no list", "type": "server_error"}})
+                return
+            listed = {"kimi": self.kimi_models, "glm": self.glm_models, "local": self.local_models}[provider]
+            await _json(send, 200, model_list(listed, {"kimi": "moonshot", "glm": "z-ai"}.get(provider, "local")))
+            return
+        if path == "/api/paas/v4/web_search" and method == "POST":
             await self._web_search(json.loads(body), send)
         elif match := _FILES.match(path):
             query = dict(parse_qsl(scope.get("query_string", b"").decode()))
@@ -161,33 +217,38 @@ class ProviderStub:
             send, 200, {"id": f"search-{next(self._ids)}", "created": int(time.time()), "search_result": results}
         )
 
-    async def _chat(self, path: str, payload: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def _chat(self, path: str, provider: str, payload: dict[str, Any], receive: Receive, send: Send) -> None:
         messages = payload.get("messages", [])
         last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
         last_text = last_user if isinstance(last_user, str) else json.dumps(last_user)
         directives = dict(_DIRECTIVE.findall(last_text))
-        self.requests.append({"kind": "chat", "path": path, "payload": payload})
+        self.requests.append({"kind": "chat", "path": path, "provider": provider, "payload": payload})
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             self._attempts[last_text] += 1
             if self._attempts[last_text] <= int(directives.get("fail_first", 0)):
-                await _json(send, 500, {"error": {"message": "stub transient failure", "type": "server_error"}})
+                status = int(directives.get("fail_status", 500))
+                await self._error(send, status, "stub transient failure", directives)
                 return
             status = int(directives.get("status", 0))
             if directives.get("fail_model") == payload.get("model"):
                 status = 503
             if status:
-                headers = [(b"retry-after", directives["retry_after"].encode())] if "retry_after" in directives else []
-                await _json(
-                    send,
-                    status,
-                    {"error": {"message": f"stub error {status}", "type": "stub_error"}},
-                    headers,
-                )
+                await self._error(send, status, f"stub error {status}", directives)
+                return
+            if provider != "local" and (refused := refusal(provider, payload, self._listed(provider))):
+                await _json(send, *refused)
+                return
+            if directives.get("garbage") == "yes":
+                # A proxy's error page where the API should be: 200, and neither JSON nor SSE.
+                page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+                await send({"type": "http.response.body", "body": page})
                 return
             model = payload.get("model", "unknown")
-            reply = f"stub reply from {model}: {_DIRECTIVE.sub('', last_text).strip()} (saw {len(messages)} messages)"
+            prompt = _DIRECTIVE.sub("", last_text).strip()
+            reply = f"stub reply from {model}: {prompt} (saw {len(messages)} messages)"
             if words := int(directives.get("words", 0)):
                 reply = "\n\n".join(
                     " ".join(f"word{n}" for n in range(start, min(start + 50, words))) for start in range(0, words, 50)
@@ -196,19 +257,24 @@ class ProviderStub:
             searched = any(m.get("role") == "tool" and m.get("name") == "$web_search" for m in messages)
             if any(tool.get("type") == "web_search" for tool in tools) or searched:
                 reply = f"[searched the web] {reply}"
+            thinking = provider != "local" and thinking_active(provider, payload)
+            reasoning = reasoning_for(prompt, int(directives.get("reasoning_words", 20))) if thinking else ""
             if not searched and any(t.get("function", {}).get("name") == "$web_search" for t in tools):
                 # Moonshot's built-in search: first ask for it as a tool call, to be echoed back.
-                await self._stream_search_call(send, model)
+                await self._stream_search_call(send, model, reasoning)
                 return
             if (payload.get("response_format") or {}).get("type") == "json_object":
                 spoil = self.bad_json_answers > 0
                 self.bad_json_answers -= int(spoil)
                 reply = _json_answer(last_text, {**directives, "bad_json": "yes"} if spoil else directives)
-            usage = {
-                "prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1,
-                "completion_tokens": len(reply) // 4 + 1,
-            }
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            finish = "stop"
+            budget = payload.get("max_tokens") or (KIMI_DEFAULT_MAX_TOKENS if provider == "kimi" else None)
+            if budget is not None and _tokens(reasoning) + _tokens(reply) > budget:
+                # Reasoning spends the output budget first; the answer gets what is left.
+                reasoning = " ".join(reasoning.split(" ")[: budget * 3 // 4])
+                left = max(0, budget - _tokens(reasoning))
+                reply, finish = " ".join(reply.split(" ")[: left * 3 // 4]) if left > 4 else "", "length"
+            usage = _usage(messages, reasoning, reply)
             delay = float(directives.get("delay", 0))
             if payload.get("stream"):
                 # Like the real APIs, a stream sends its headers at once and then thinks.
@@ -222,11 +288,14 @@ class ProviderStub:
                 if delay and await _disconnected_within(receive, delay):
                     self.aborted += 1
                     return
-                await self._stream(send, model, reply, usage)
+                await self._stream(receive, send, model, reasoning, reply, finish, usage, directives)
             else:
                 if delay and await _disconnected_within(receive, delay):
                     self.aborted += 1
                     return
+                choice = _tool_call_or(reply, directives.get("call_tool"), payload)
+                if reasoning:
+                    choice["message"]["reasoning_content"] = reasoning
                 await _json(
                     send,
                     200,
@@ -236,18 +305,21 @@ class ProviderStub:
                         "created": int(time.time()),
                         "model": model,
                         "usage": usage,
-                        "choices": [
-                            {
-                                "index": 0,
-                                **_tool_call_or(reply, directives.get("call_tool"), payload),
-                            }
-                        ],
+                        "choices": [{"index": 0, **choice}],
                     },
                 )
         finally:
             self.in_flight -= 1
 
-    async def _stream_search_call(self, send: Send, model: str) -> None:
+    def _listed(self, provider: str) -> list[str]:
+        return self.kimi_models if provider == "kimi" else self.glm_models
+
+    async def _error(self, send: Send, status: int, message: str, directives: dict[str, str]) -> None:
+        headers = [(b"retry-after", directives["retry_after"].encode())] if "retry_after" in directives else []
+        kind = "rate_limit_reached_error" if status == 429 else "server_error" if status >= 500 else "stub_error"
+        await _json(send, status, {"error": {"message": message, "type": kind}}, headers)
+
+    async def _stream_search_call(self, send: Send, model: str, reasoning: str) -> None:
         """A streamed round that asks for Moonshot's `$web_search`, as Kimi does before answering."""
         await send(
             {
@@ -262,39 +334,59 @@ class ProviderStub:
             "type": "builtin_function",
             "function": {"name": "$web_search", "arguments": '{"search_result": {"search_id": "s1"}}'},
         }
-        chunk = {
-            "id": f"chatcmpl-{next(self._ids)}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}, "finish_reason": "tool_calls"}
-            ],
-        }
+        ident = f"chatcmpl-{next(self._ids)}"
+        if reasoning:
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": _sse(_chunk(ident, model, {"reasoning_content": reasoning})),
+                    "more_body": True,
+                }
+            )
+        chunk = _chunk(ident, model, {"role": "assistant", "tool_calls": [call]}, "tool_calls")
         await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
-    async def _stream(self, send: Send, model: str, reply: str, usage: dict[str, int]) -> None:
-        ident, created = f"chatcmpl-{next(self._ids)}", int(time.time())
-        words = reply.split(" ")
-        for index, word in enumerate(words):
-            delta = {"role": "assistant", "content": word if index == 0 else " " + word}
-            chunk = {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-            }
-            await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
-        final = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "usage": usage}],
-            "usage": usage,
-        }
+    async def _stream(
+        self,
+        receive: Receive,
+        send: Send,
+        model: str,
+        reasoning: str,
+        reply: str,
+        finish: str,
+        usage: dict[str, Any],
+        directives: dict[str, str],
+    ) -> None:
+        """Reasoning chunks, then answer chunks a word each, then the finish; shaped by the directives."""
+        ident = f"chatcmpl-{next(self._ids)}"
+        pieces = [("reasoning_content", word) for word in _words(reasoning)]
+        pieces += [("content", word) for word in _words(reply)]
+        cut = int(directives["cut"]) + len(_words(reasoning)) if "cut" in directives else None
+        reset = int(directives["reset"]) + len(_words(reasoning)) if "reset" in directives else None
+        # A steady stream spreads its chunks over stream_s; silence pauses once after the first answer chunk.
+        gap = float(directives.get("stream_s", 0)) / max(1, len(pieces))
+        silence = float(directives.get("silence", 0))
+        for index, (field, text) in enumerate(pieces):
+            if index == reset:
+                # The connection drops: uvicorn closes it without the chunked body's end.
+                raise ConnectionResetError("stub: connection reset mid-stream")
+            if index == cut:
+                # The connection ends mid-answer: no finish_reason, no [DONE].
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(
+                {"type": "http.response.body", "body": _sse(_chunk(ident, model, {field: text})), "more_body": True}
+            )
+            pause = gap + (silence if field == "content" and silence and index == len(_words(reasoning)) else 0)
+            if pause and await _disconnected_within(receive, pause):
+                self.aborted += 1
+                return
+        if cut is not None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        final = _chunk(ident, model, {}, finish)
+        final["choices"][0]["usage"] = final["usage"] = usage
         await send({"type": "http.response.body", "body": _sse(final) + b"data: [DONE]\n\n", "more_body": False})
 
     async def _files(
@@ -405,6 +497,39 @@ def _tool_call_or(reply: str, function: str | None, payload: dict[str, Any]) -> 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def _chunk(ident: str, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _words(text: str) -> list[str]:
+    """A text as the chunks a model streams it in: a word each, the spaces kept."""
+    words = text.split(" ") if text else []
+    return [word if index == 0 else " " + word for index, word in enumerate(words)]
+
+
+def _tokens(text: str) -> int:
+    return len(text) // 4 + 1 if text else 0
+
+
+def _usage(messages: list[dict[str, Any]], reasoning: str, reply: str) -> dict[str, Any]:
+    """Usage as both providers report it: reasoning counts in the completion and on its own."""
+    prompt = sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1
+    completion = _tokens(reasoning) + _tokens(reply) or 1
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": _tokens(reasoning)},
+    }
 
 
 def _sse(chunk: dict[str, Any]) -> bytes:
