@@ -232,8 +232,10 @@ def _prompt(error: ErrorInvestigation) -> str:
 
 async def error_investigate(*, error_id: int) -> bool:
     """Ask the investigator model about one error; at most one investigation per error at a time."""
+    from tools_app.calls import background_call
+    from tools_app.errors import ToolError
     from tools_app.providers import ProviderError, UnknownModel, resolve_model
-    from tools_app.throttle import Overloaded, get_throttle
+    from tools_app.throttle import Overloaded
 
     Status = ErrorInvestigation.Status
     claimed = await ErrorInvestigation.objects.filter(pk=error_id, status__in=[Status.PENDING, Status.FAILED]).aupdate(
@@ -245,21 +247,16 @@ async def error_investigate(*, error_id: int) -> bool:
     started = time.perf_counter()
     outcome: dict[str, Any] = {"status": Status.FAILED}
     try:
-        resolved = resolve_model(settings.EXAI_INVESTIGATOR_MODEL)
+        resolved = await resolve_model(settings.EXAI_INVESTIGATOR_MODEL)
         outcome["model_used"] = resolved.spec.name
         messages: list[Any] = [
             {"role": "system", "content": INVESTIGATOR_PROMPT},
             {"role": "user", "content": _prompt(error)},
         ]
-        # A background provider call still goes through the throttle, under its own "user".
-        async with get_throttle().slots(provider=resolved.provider.name, user_id="investigator"):
-            reply = await resolved.provider.chat(
-                model=resolved.spec.name,
-                messages=messages,
-                temperature=0.1,
-                max_tokens=None,
-                on_delta=None,
-                response_format={"type": "json_object"},
+        # A background provider call takes the same path as a tool's, under its own "user".
+        async with background_call("investigator") as caller:
+            reply = await caller.call_provider(
+                resolved, messages, thinking_mode="low", response_format={"type": "json_object"}
             )
         try:
             answer = parse_answer(reply.text)
@@ -271,7 +268,7 @@ async def error_investigate(*, error_id: int) -> bool:
                 "investigation_result": {k: answer[k] for k in ("root_cause", "evidence", "confidence")},
                 "fix_recommendation": {k: answer[k] for k in ("fix_steps", "code_suggestion")},
             }
-    except (ProviderError, UnknownModel, Overloaded) as exc:
+    except (ProviderError, ToolError, UnknownModel, Overloaded) as exc:
         outcome["investigation_result"] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         # Written on every path (a cancelled investigation is `failed` and can be retried).

@@ -243,12 +243,23 @@ LOCAL_BASE_URL = env_str("LOCAL_BASE_URL")
 LOCAL_API_KEY = env_str("LOCAL_API_KEY", "not-needed")
 LOCAL_MODELS = env_list("LOCAL_MODELS")
 
+# A provider that says nothing this long (connect, first byte, or between two chunks) has
+# failed. A steadily streaming answer is bounded only by the tool's deadline.
 EXAI_KIMI_TIMEOUT_S = env_float("EXAI_KIMI_TIMEOUT_S", 25.0, minimum=0.1)
 EXAI_GLM_TIMEOUT_S = env_float("EXAI_GLM_TIMEOUT_S", 30.0, minimum=0.1)
 EXAI_LOCAL_TIMEOUT_S = env_float("EXAI_LOCAL_TIMEOUT_S", 60.0, minimum=0.1)
 # Retries are the SDKs' own (429, 5xx, connection errors, with backoff).
 EXAI_PROVIDER_MAX_RETRIES = env_int("EXAI_PROVIDER_MAX_RETRIES", 2, minimum=0)
 EXAI_DEFAULT_MODEL = env_str("EXAI_DEFAULT_MODEL", "auto")
+# The model catalogue follows each provider's GET /models, read again this often.
+EXAI_MODEL_REFRESH_S = env_float("EXAI_MODEL_REFRESH_S", 3600.0, minimum=1.0)
+# What the `kimi` / `glm` aliases (and `auto`) mean when the provider lists it; "" = by preference.
+EXAI_KIMI_DEFAULT_MODEL = env_str("EXAI_KIMI_DEFAULT_MODEL")
+EXAI_GLM_DEFAULT_MODEL = env_str("EXAI_GLM_DEFAULT_MODEL")
+# The output budget (`max_tokens`) sent when a tool names none: reasoning and answer share it.
+EXAI_MAX_OUTPUT_TOKENS = env_int("EXAI_MAX_OUTPUT_TOKENS", 32_768, minimum=256)
+# After a 429 a provider's concurrency halves, then grows back by one slot this often.
+EXAI_RATE_LIMIT_RECOVERY_S = env_float("EXAI_RATE_LIMIT_RECOVERY_S", 10.0, minimum=0.1)
 
 # --- Throttle and deadlines -----------------------------------------------
 EXAI_MAX_CONCURRENCY = env_int("EXAI_MAX_CONCURRENCY", 24, minimum=1)
@@ -258,9 +269,10 @@ EXAI_LOCAL_MAX_CONCURRENCY = env_int("EXAI_LOCAL_MAX_CONCURRENCY", 4, minimum=1)
 EXAI_QUEUE_TIMEOUT_S = env_float("EXAI_QUEUE_TIMEOUT_S", 60.0, minimum=0.0)
 EXAI_LEASE_TTL_S = env_float("EXAI_LEASE_TTL_S", 30.0, minimum=1.0)
 EXAI_USER_MAX_CONCURRENCY = env_int("EXAI_USER_MAX_CONCURRENCY", 8, minimum=1)
-# The tool deadline must exceed every provider timeout plus the longest slot wait,
-# so the provider layer always fails first (checked by exai.E004).
-EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 180.0, minimum=1.0)
+# The deadline of a call that consults a model. It bounds a long answer (an expert's 20k tokens
+# stream for minutes); it must exceed every provider timeout plus the longest slot wait, so a
+# silent provider fails first with its own `timeout` (checked by exai.E004).
+EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 900.0, minimum=1.0)
 EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
 # On SIGTERM: how long calls in flight may take to finish before they are cancelled.
 EXAI_DRAIN_S = env_float("EXAI_DRAIN_S", 20.0, minimum=0.0)
@@ -279,6 +291,9 @@ EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
+# A call whose /ws socket drops runs on this long for the client to reconnect and resend its
+# request_id (then it attaches, or gets the stored result); unclaimed, it is cancelled.
+EXAI_RESUME_GRACE_S = env_float("EXAI_RESUME_GRACE_S", 120.0, minimum=0.0)
 
 # --- Tools -------------------------------------------------------------------
 # Which tools tools/list offers (lean < standard < full), plus or minus single tools by name;
@@ -310,7 +325,7 @@ EXAI_WS_FRAME_BURST = env_int("EXAI_WS_FRAME_BURST", 200, minimum=1)
 EXAI_ERROR_FLUSH_S = env_float("EXAI_ERROR_FLUSH_S", 0.5, minimum=0.0)
 # Investigate an error once it has occurred this many times (a regression always is).
 EXAI_INVESTIGATE_AFTER = env_int("EXAI_INVESTIGATE_AFTER", 1, minimum=1)
-EXAI_INVESTIGATOR_MODEL = env_str("EXAI_INVESTIGATOR_MODEL", "kimi-k2-turbo-preview")
+EXAI_INVESTIGATOR_MODEL = env_str("EXAI_INVESTIGATOR_MODEL", "auto")
 # Escalating: this hour's occurrences above FACTOR x the hourly average plus MIN.
 EXAI_ESCALATION_FACTOR = env_float("EXAI_ESCALATION_FACTOR", 5.0, minimum=1.0)
 EXAI_ESCALATION_MIN = env_int("EXAI_ESCALATION_MIN", 20, minimum=1)

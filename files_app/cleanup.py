@@ -26,12 +26,11 @@ from django.utils import timezone
 from files_app.blobs import blob_delete, incoming_dir
 from files_app.models import CleanupRun, ProviderFileUpload, StoredFile
 from files_app.services import PROVIDER_NAME_PREFIX
+from tools_app.calls import CallContext, background_call
 from tools_app.providers import Provider, ProviderError, get_provider
 from tools_app.providers.base import ProviderFile
-from tools_app.throttle import get_throttle
 
 BATCH = 100
-CLEANUP_USER = "cleanup"  # the throttle's "user" for background provider deletes
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -115,26 +114,26 @@ def _clean_batch(run: CleanupRun, ids: list[int], cutoff: Any) -> None:
 
 
 async def _delete_copies(copies: list[ProviderFileUpload]) -> list[str | None]:
-    """Delete provider copies concurrently, each through the throttle; an error message per failure."""
+    """Delete the provider copies in parallel; each result is None or why it could not be deleted."""
 
-    async def delete(copy: ProviderFileUpload) -> str | None:
+    async def delete(caller: CallContext, copy: ProviderFileUpload) -> str | None:
         try:
             provider = get_provider(copy.provider)
             if not provider.configured:
                 return f"{provider.label} is not configured, so its copy cannot be deleted"
-            await _delete_remote(provider, copy.provider_file_id)
+            await _delete_remote(provider, copy.provider_file_id, caller)
         except (ProviderError, KeyError) as exc:
             return str(exc)
         return None
 
-    return list(await asyncio.gather(*(delete(copy) for copy in copies)))
+    async with background_call("cleanup_files") as caller:
+        return list(await asyncio.gather(*(delete(caller, copy) for copy in copies)))
 
 
-async def _delete_remote(provider: Provider, file_id: str) -> None:
-    """Delete one provider file through the throttle; one the provider no longer has counts as deleted."""
+async def _delete_remote(provider: Provider, file_id: str, caller: CallContext) -> None:
+    """Delete one provider file through the one provider path; one the provider no longer has counts as deleted."""
     try:
-        async with get_throttle().slots(provider=provider.name, user_id=CLEANUP_USER):
-            await provider.delete_file(file_id)
+        await caller.provider_request(provider, lambda: provider.delete_file(file_id), operation="file delete")
     except ProviderError as exc:
         if exc.status != 404:
             raise
@@ -154,12 +153,12 @@ def _sweep_incoming(max_age_s: float = 24 * 3600) -> None:
 # --- Orphaned provider copies ------------------------------------------------------------
 
 
-async def provider_orphans(*, provider: Provider) -> list[ProviderFile]:
+async def provider_orphans(*, provider: Provider, caller: CallContext) -> list[ProviderFile]:
     """Files this server uploaded to `provider` that no row knows of (an upload whose process died).
 
     Only files named with this server's prefix, and older than any upload in progress, count.
     """
-    files = await provider.list_files()
+    files = await caller.provider_request(provider, provider.list_files, operation="file list")
     ours = [f for f in files if f.filename.startswith(PROVIDER_NAME_PREFIX)]
     known = {
         file_id
@@ -171,9 +170,11 @@ async def provider_orphans(*, provider: Provider) -> list[ProviderFile]:
     return [f for f in ours if f.id not in known and f.created_at < settled]
 
 
-async def provider_orphans_delete(*, provider: Provider, dry_run: bool = False) -> list[ProviderFile]:
-    orphans = await provider_orphans(provider=provider)
+async def provider_orphans_delete(
+    *, provider: Provider, caller: CallContext, dry_run: bool = False
+) -> list[ProviderFile]:
+    orphans = await provider_orphans(provider=provider, caller=caller)
     if not dry_run:
         for orphan in orphans:
-            await _delete_remote(provider, orphan.id)
+            await _delete_remote(provider, orphan.id, caller)
     return orphans

@@ -13,7 +13,7 @@ import time
 import unicodedata
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -22,7 +22,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from errors_app.capture import capture_exception
 from files_app.blobs import (
     HashedBlob,
     blob_delete,
@@ -35,7 +34,9 @@ from files_app.blobs import (
 from files_app.models import FileReference, ProviderFileUpload, StoredFile
 from tools_app.errors import ToolError
 from tools_app.providers import Provider, ProviderError
-from tools_app.throttle import get_throttle
+
+if TYPE_CHECKING:
+    from tools_app.calls import CallContext
 
 logger = logging.getLogger(__name__)
 
@@ -222,11 +223,12 @@ def check_fits(*, stored: StoredFile, provider: Provider) -> None:
         )
 
 
-async def provider_copy_ensure(*, stored: StoredFile, provider: Provider, user_id: Any) -> ProviderFileUpload:
+async def provider_copy_ensure(*, stored: StoredFile, provider: Provider, caller: CallContext) -> ProviderFileUpload:
     """The blob's copy on `provider`, uploading it only if no copy exists or is on its way.
 
     One upload per (provider, content) across every process: the upload is claimed with a
     conditional UPDATE; whoever does not win the claim waits for the winner's outcome.
+    The upload itself takes the one provider path of `caller` (breaker, slots, capture).
     """
     check_fits(stored=stored, provider=provider)
     Status = ProviderFileUpload.Status
@@ -240,7 +242,7 @@ async def provider_copy_ensure(*, stored: StoredFile, provider: Provider, user_i
             # The upload this call waited for failed: report it rather than retry in a herd.
             raise ProviderError(upload.error or f"the upload to {provider.label} failed")
         if await database_sync_to_async(_claim_copy)(upload.pk):
-            return await _upload_copy(upload, stored, provider, user_id)
+            return await _upload_copy(upload, stored, provider, caller)
         if time.monotonic() > deadline:
             raise ProviderError(f"the upload of {stored.label} to {provider.label} is taking too long", code="timeout")
         waited = True
@@ -249,21 +251,20 @@ async def provider_copy_ensure(*, stored: StoredFile, provider: Provider, user_i
 
 
 async def _upload_copy(
-    upload: ProviderFileUpload, stored: StoredFile, provider: Provider, user_id: Any
+    upload: ProviderFileUpload, stored: StoredFile, provider: Provider, caller: CallContext
 ) -> ProviderFileUpload:
     rows = ProviderFileUpload.objects.filter(pk=upload.pk)
-    try:
-        async with (
-            get_throttle().slots(provider=provider.name, user_id=user_id),
-            blob_local_path(stored.blob_name) as path,
-        ):
-            file_id = await provider.upload_file(
+
+    async def send() -> str:
+        async with blob_local_path(stored.blob_name) as path:
+            return await provider.upload_file(
                 path=path, name=f"{PROVIDER_NAME_PREFIX}{stored.sha256[:12]}-{stored.original_name}"
             )
+
+    try:
+        file_id = await caller.provider_request(provider, send, operation="file upload")
     except BaseException as exc:  # a cancelled upload must not keep its claim either
         message = exc.message if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ProviderError):
-            capture_exception(exc, context={"status": exc.status, "operation": "file upload"})
         await rows.aupdate(status=ProviderFileUpload.Status.FAILED, error=message[:2000])
         raise
     await rows.aupdate(status=ProviderFileUpload.Status.UPLOADED, provider_file_id=file_id, error="")
@@ -272,25 +273,26 @@ async def _upload_copy(
     return upload
 
 
-async def provider_copy_text(*, stored: StoredFile, provider: Provider, user_id: Any) -> str:
+async def provider_copy_text(*, stored: StoredFile, provider: Provider, caller: CallContext) -> str:
     """The provider's text extraction of the blob, uploading it once and fetching the text once."""
-    upload = await provider_copy_ensure(stored=stored, provider=provider, user_id=user_id)
+    upload = await provider_copy_ensure(stored=stored, provider=provider, caller=caller)
     if upload.extracted:
         return upload.extracted_content
-    async with get_throttle().slots(provider=provider.name, user_id=user_id):
-        text = await provider.file_content(upload.provider_file_id)
+    text = await caller.provider_request(
+        provider, lambda: provider.file_content(upload.provider_file_id), operation="file content"
+    )
     await ProviderFileUpload.objects.filter(pk=upload.pk).aupdate(extracted_content=text, extracted=True)
     return text
 
 
-async def file_prompt_text(*, reference: FileReference, provider: Provider, user_id: Any) -> str:
+async def file_prompt_text(*, reference: FileReference, provider: Provider, caller: CallContext) -> str:
     """What a model reads of a file: small UTF-8 text as it is, anything else as the provider extracted it."""
     stored = reference.stored_file
     if stored.size <= settings.EXAI_EMBED_MAX_BYTES:
         text = await sync_to_async(file_read_text)(stored=stored)
         if text is not None:
             return text
-    return await provider_copy_text(stored=stored, provider=provider, user_id=user_id)
+    return await provider_copy_text(stored=stored, provider=provider, caller=caller)
 
 
 def file_prompt_block(name: str, text: str) -> str:

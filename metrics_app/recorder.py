@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -84,7 +85,7 @@ def record_call(
     user_id: Any,
     request_id: str,
     status: str,
-    metrics: dict[str, float],
+    metrics: Mapping[str, Any],
     provider: str | None,
     model: str | None,
     ttft_ms: float | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -46,3 +47,16 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def run(user: Any, name: str, arguments: Any, **callbacks: Any) -> dict[str, Any]:
+    """One tool call through the shared call path, as every transport makes it."""
+    from tools_app.services import tool_call
+
+    return dict(await tool_call(user=user, name=name, arguments=arguments, request_id=uuid.uuid4().hex, **callbacks))
+
+
+def metadata(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a successful call (failing the test, with the error, otherwise)."""
+    assert "error" not in outcome, outcome
+    return outcome["outputs"][0]["metadata"]

@@ -47,7 +47,7 @@ def test_collect_baseline_measures_each_model_and_stores_its_samples(
     samples = list(baseline.samples.all())
     assert sorted({(s.tool, s.model) for s in samples}) == [
         ("chat", "glm-4.5"),
-        ("chat", "kimi-k2-0905-preview"),
+        ("chat", "kimi-k2.6"),
         ("version", ""),
     ]
     assert all(s.status == "ok" and s.end_to_end_ms >= s.total_latency_ms > 0 for s in samples)
@@ -79,7 +79,7 @@ def test_compare_providers_sends_each_payload_size_to_each_model(
         "--user",
         "alice",
         "--models",
-        "kimi-k2-turbo-preview,glm-4.6",
+        "kimi-k2.6,glm-4.6",
         "--payload-sizes",
         "1k,10k",
         "--iterations",
@@ -91,8 +91,8 @@ def test_compare_providers_sends_each_payload_size_to_each_model(
     assert sorted({(s.model, s.payload_bytes) for s in baseline.samples.all()}) == [
         ("glm-4.6", 1024),
         ("glm-4.6", 10240),
-        ("kimi-k2-turbo-preview", 1024),
-        ("kimi-k2-turbo-preview", 10240),
+        ("kimi-k2.6", 1024),
+        ("kimi-k2.6", 10240),
     ]
     sizes = sorted(len(r["payload"]["messages"][-1]["content"]) for r in stub.chat_requests())
     assert sizes == [1024] * 4 + [10240] * 4

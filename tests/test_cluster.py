@@ -88,7 +88,13 @@ async def test_a_thousand_calls_cancelled_abandoned_or_timed_out_leave_every_slo
 ) -> None:
     # Cancels and abandons go to Kimi (long provider delay), timeouts to GLM (0.3 s timeout),
     # so every outcome is certain however slowly a loaded machine runs.
-    cluster_env |= {"EXAI_KIMI_MAX_CONCURRENCY": "16", "EXAI_GLM_MAX_CONCURRENCY": "16", "EXAI_GLM_TIMEOUT_S": "0.3"}
+    # Abandoned calls run on for a short resume grace, then are cancelled like the rest.
+    cluster_env |= {
+        "EXAI_KIMI_MAX_CONCURRENCY": "16",
+        "EXAI_GLM_MAX_CONCURRENCY": "16",
+        "EXAI_GLM_TIMEOUT_S": "0.3",
+        "EXAI_RESUME_GRACE_S": "0.5",
+    }
     server = ServerProcess(cluster_env).start()
     url = f"{server.ws_url}/ws?token={token}"
     outcomes: dict[str, list[str]] = {"normal": [], "cancelled": [], "timed_out": []}
@@ -230,7 +236,7 @@ async def test_a_runworker_process_investigates_errors_a_server_process_captured
             while not await ErrorInvestigation.objects.filter(status="investigated").aexists():
                 await asyncio.sleep(0.1)
         error = await ErrorInvestigation.objects.aget()
-        assert error.error_context["provider"] == "glm" and error.model_used == "kimi-k2-turbo-preview"
+        assert error.error_context["provider"] == "glm" and error.model_used == "kimi-k2.6"
         assert error.investigation_result["root_cause"].startswith("stub analysis")
     finally:
         worker.stop()

@@ -28,7 +28,7 @@ async def test_the_investigators_json_answer_is_parsed_and_stored(stub: Any) -> 
     error_id = await asyncio.to_thread(make_error)
     assert await services.error_investigate(error_id=error_id) is True
     error = await ErrorInvestigation.objects.aget(pk=error_id)
-    assert error.status == "investigated" and error.model_used == "kimi-k2-turbo-preview"
+    assert error.status == "investigated" and error.model_used == "kimi-k2.6"
     assert error.investigation_result["root_cause"].startswith("stub analysis of Error type: ConnectionError")
     assert error.investigation_result["confidence"] == "medium"
     assert error.fix_recommendation["fix_steps"] == ["handle the failing case", "add a regression test"]
@@ -50,7 +50,7 @@ async def test_an_unparsable_answer_is_stored_raw_as_failed_and_a_retry_works(st
 
 
 async def test_an_unavailable_investigator_fails_the_investigation_cleanly(settings: Any) -> None:
-    settings.KIMI_API_KEY = ""
+    settings.EXAI_INVESTIGATOR_MODEL, settings.KIMI_API_KEY = "kimi", ""
     error_id = await asyncio.to_thread(make_error)
     assert await services.error_investigate(error_id=error_id) is False
     error = await ErrorInvestigation.objects.aget(pk=error_id)
@@ -90,7 +90,7 @@ async def test_a_storm_of_one_error_from_a_tool_call_triggers_one_investigation(
             await asyncio.sleep(0.02)
     error = await ErrorInvestigation.objects.aget()
     assert error.occurrence_count == 5
-    assert error.error_context["provider"] == "glm" and error.error_context["model"] == "glm-4.6"
+    assert error.error_context["provider"] == "glm" and error.error_context["model"] == "glm-5.2"
     assert error.error_context["tool"] == "chat"
     assert sum(1 for r in stub.chat_requests() if r["payload"].get("response_format")) == 1
     await comm.disconnect()

@@ -19,6 +19,7 @@ from files_app.blobs import blob_from_chunks, incoming_dir
 from files_app.cleanup import files_cleanup
 from files_app.models import CleanupRun, FileReference, ProviderFileUpload, StoredFile
 from files_app.services import file_ingest, file_read_text, file_reference_drop, provider_copy_ensure
+from tools_app.calls import CallContext
 from tools_app.providers import get_provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +31,9 @@ def ingest(owner: Any, data: bytes, name: str = "f.txt") -> FileReference:
 
 def with_kimi_copy(owner: Any, data: bytes, name: str = "f.txt") -> FileReference:
     reference = ingest(owner, data, name)
-    async_to_sync(provider_copy_ensure)(stored=reference.stored_file, provider=get_provider("kimi"), user_id=owner.pk)
+    async_to_sync(provider_copy_ensure)(
+        stored=reference.stored_file, provider=get_provider("kimi"), caller=CallContext(user=owner, request_id="t")
+    )
     return reference
 
 

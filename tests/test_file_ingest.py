@@ -16,6 +16,7 @@ from django.db.models import F
 from files_app.blobs import BlobWriter, FileTooLarge, blob_from_chunks, incoming_dir
 from files_app.models import FileReference, ProviderFileUpload, StoredFile
 from files_app.services import file_ingest, file_read_text, file_reference_drop, provider_copy_ensure
+from tools_app.calls import CallContext
 from tools_app.providers import get_provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,7 +73,13 @@ def test_fifty_concurrent_uploads_of_one_content_leave_one_blob_fifty_references
             blob = blob_from_chunks([data])
             barrier.wait()
             reference = file_ingest(owner=users[index % 5], blob=blob, name="popular[[stub:delay=0.2]].txt")
-            asyncio.run(provider_copy_ensure(stored=reference.stored_file, provider=kimi, user_id=reference.owner_id))
+            asyncio.run(
+                provider_copy_ensure(
+                    stored=reference.stored_file,
+                    provider=kimi,
+                    caller=CallContext(user=None, request_id="t", owner=reference.owner_id),
+                )
+            )
         except BaseException as exc:
             failures.append(exc)
         finally:

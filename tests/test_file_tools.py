@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -14,9 +13,9 @@ from channels.db import database_sync_to_async
 from files_app.blobs import blob_from_chunks
 from files_app.models import FileReference, ProviderFileUpload, StoredFile
 from files_app.services import file_ingest, provider_copy_ensure
-from tests.helpers import call, connected
+from tests.helpers import call, connected, run
+from tools_app.calls import CallContext
 from tools_app.providers import get_provider
-from tools_app.services import tool_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,10 +31,6 @@ async def give(owner: Any, content: str | bytes, name: str = "notes.txt") -> str
     data = content.encode() if isinstance(content, str) else content
     reference = await database_sync_to_async(file_ingest)(owner=owner, blob=blob_from_chunks([data]), name=name)
     return str(reference.pk)
-
-
-async def run(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return dict(await tool_call(user=user, name=name, arguments=arguments, request_id=uuid.uuid4().hex))
 
 
 def error_of(outcome: dict[str, Any]) -> tuple[str, str]:
@@ -94,7 +89,11 @@ def test_two_event_loops_in_two_threads_upload_one_content_once(user: Any, stub:
     results: list[str] = []
 
     def ensure() -> None:
-        copy = asyncio.run(provider_copy_ensure(stored=stored.stored_file, provider=provider, user_id=user.pk))
+        copy = asyncio.run(
+            provider_copy_ensure(
+                stored=stored.stored_file, provider=provider, caller=CallContext(user=user, request_id="t")
+            )
+        )
         results.append(copy.provider_file_id)
 
     threads = [threading.Thread(target=ensure) for _ in range(2)]
@@ -169,7 +168,7 @@ async def test_a_file_too_large_for_every_provider_is_refused_clearly(user: Any,
 async def test_kimi_chat_with_files_uses_the_extraction_and_refuses_other_models(user: Any, stub: Any) -> None:
     file_id = await give(user, BIG, "report.txt")
     outcome = await run(user, "kimi_chat_with_files", {"prompt": "key points?", "files": [file_id]})
-    assert outcome["outputs"][0]["metadata"]["model"] == "kimi-k2-0905-preview"
+    assert outcome["outputs"][0]["metadata"]["model"] == "kimi-k2.6"
     assert "--- file: report.txt ---" in system_texts(stub)[1]
     code, message = error_of(
         await run(user, "kimi_chat_with_files", {"prompt": "x", "files": [file_id], "model": "glm"})

@@ -21,7 +21,7 @@ async def run(token: str, name: str) -> dict[str, Any]:
 async def test_listmodels_shows_configured_providers_models_and_how_to_enable_the_rest(token: str) -> None:
     result = await run(token, "listmodels")
     providers = {p["provider"]: p for p in json.loads(result["text"])["providers"]}
-    assert "kimi-k2-0905-preview" in [m["name"] for m in providers["kimi"]["models"]]
+    assert "kimi-k2.6" in [m["name"] for m in providers["kimi"]["models"]]
     assert any(m["vision"] for m in providers["glm"]["models"])
     assert providers["local"]["models"] == [] and "LOCAL_BASE_URL" in providers["local"]["enable_with"]
 

@@ -92,7 +92,7 @@ async def test_a_tool_call_accepting_sse_streams_progress_then_the_result(token:
     messages = await sse_messages(response)
     assert messages[0]["method"] == "notifications/progress" and messages[0]["params"]["progressToken"] == 11
     assert messages[-1]["id"] == 5
-    assert messages[-1]["result"]["content"][0]["text"].startswith("stub reply from kimi-k2-0905-preview: stream me")
+    assert messages[-1]["result"]["content"][0]["text"].startswith("stub reply from kimi-k2.6: stream me")
 
 
 async def test_a_tool_call_accepting_only_json_gets_plain_json(token: str) -> None:

@@ -71,7 +71,7 @@ async def test_tools_list_and_a_stateless_modern_call(token: str) -> None:
         "result"
     ]
     assert result["isError"] is False and result["resultType"] == "complete"
-    assert result["content"][0]["text"].startswith("stub reply from kimi-k2-0905-preview: hi")
+    assert result["content"][0]["text"].startswith("stub reply from kimi-k2.6: hi")
     assert result["_meta"]["latency_metrics"]["processing_ms"] > 0
     await comm.disconnect()
 

@@ -47,7 +47,7 @@ async def test_a_successful_call_records_where_its_time_went(user: Any) -> None:
 
 async def test_a_provider_error_is_recorded_with_its_code_and_provider(user: Any) -> None:
     _, sample = await run(user, "chat", {"prompt": "x [[stub:status=400]]"})
-    assert (sample.status, sample.provider, sample.model) == ("provider_error", "kimi", "kimi-k2-0905-preview")
+    assert (sample.status, sample.provider, sample.model) == ("provider_error", "kimi", "kimi-k2.6")
     assert sample.processing_ms > 0
 
 

@@ -41,7 +41,7 @@ async def test_calls_show_up_as_counters_and_histograms_and_the_gauges_are_read_
     parsed = families(response.content.decode())
     assert sample_value(parsed["exai_tool_calls"], "_total", tool="chat", status="ok") == calls_before + 1
     latency = parsed["exai_tool_call_latency_seconds"]
-    assert sample_value(latency, "_count", tool="chat", provider="kimi", model="kimi-k2-0905-preview") >= 1
+    assert sample_value(latency, "_count", tool="chat", provider="kimi", model="kimi-k2.6") >= 1
     assert sample_value(parsed["exai_throttle_slots"], "", pool="provider:kimi", state="limit") == 6
     assert sample_value(parsed["exai_circuit_state"], "", provider="kimi") == 0
 

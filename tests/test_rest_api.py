@@ -48,7 +48,7 @@ def test_a_tool_call_returns_the_call_tool_res_shape(token: str) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["text"] == body["outputs"][0]["text"]
-    assert body["text"].startswith("stub reply from kimi-k2-0905-preview: rest")
+    assert body["text"].startswith("stub reply from kimi-k2.6: rest")
     assert body["outputs"][0]["metadata"]["latency_metrics"]["processing_ms"] > 0
 
 

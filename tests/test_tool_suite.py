@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import os
-import uuid
 from typing import Any
 
 import pytest
@@ -16,22 +15,13 @@ from channels.db import database_sync_to_async
 from files_app.blobs import blob_from_chunks
 from files_app.services import file_ingest
 from tests.conftest import ServerProcess, access_token, database_url, provider_env
-from tests.helpers import call, communicator
+from tests.helpers import call, communicator, metadata, run
 from tools_app.models import Conversation, Message
 from tools_app.providers.base import ModelSpec
-from tools_app.services import tool_call, tool_descriptors
+from tools_app.services import tool_descriptors
 from tools_app.tools.context import estimate_tokens, fit_history
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def run(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return dict(await tool_call(user=user, name=name, arguments=arguments, request_id=uuid.uuid4().hex))
-
-
-def metadata(outcome: dict[str, Any]) -> dict[str, Any]:
-    assert "error" not in outcome, outcome
-    return outcome["outputs"][0]["metadata"]
 
 
 # --- Tool profiles -----------------------------------------------------------------
@@ -103,17 +93,18 @@ async def test_a_reply_over_the_limit_is_cut_cleanly_and_the_rest_comes_in_parts
 
 
 async def test_identical_calls_at_temperature_zero_are_answered_from_the_cache(user: Any, stub: Any) -> None:
-    arguments = {"prompt": "what is 2+2", "temperature": 0}
+    # A model that takes a temperature (Kimi's thinking models pin theirs to 1: never cached).
+    arguments = {"prompt": "what is 2+2", "temperature": 0, "model": "moonshot-v1-128k"}
     first, second = await run(user, "chat", arguments), await run(user, "chat", arguments)
     assert metadata(first)["cache_hit"] is False and metadata(second)["cache_hit"] is True
     assert second["text"] == first["text"] and len(stub.chat_requests()) == 1
     await run(user, "chat", {**arguments, "use_cache": False})
-    await run(user, "chat", {"prompt": "what is 2+2"})  # no temperature 0: never cached
+    await run(user, "chat", {"prompt": "what is 2+2", "model": "moonshot-v1-128k"})  # no temperature 0: never cached
     assert len(stub.chat_requests()) == 3
 
 
 async def test_the_cache_is_per_user(user: Any, other_user: Any, stub: Any) -> None:
-    arguments = {"prompt": "what is 3+3", "temperature": 0}
+    arguments = {"prompt": "what is 3+3", "temperature": 0, "model": "glm-5.1"}
     await run(user, "chat", arguments)
     assert metadata(await run(other_user, "chat", arguments))["cache_hit"] is False
     assert len(stub.chat_requests()) == 2
@@ -162,7 +153,7 @@ PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00"
 
 
 async def test_images_go_to_a_vision_model(user: Any, stub: Any) -> None:
-    metadata(await run(user, "chat", {"prompt": "what is this", "images": [PNG], "model": "kimi-latest"}))
+    metadata(await run(user, "chat", {"prompt": "what is this", "images": [PNG], "model": "kimi-k2.6"}))
     content = stub.chat_requests()[-1]["payload"]["messages"][-1]["content"]
     assert content[0] == {"type": "text", "text": "what is this"}
     assert content[1] == {"type": "image_url", "image_url": {"url": PNG}}
@@ -173,22 +164,21 @@ async def test_an_uploaded_image_goes_as_a_data_url(user: Any, stub: Any) -> Non
     reference = await database_sync_to_async(file_ingest)(
         owner=user, blob=blob_from_chunks([data]), name="shot.png", content_type="image/png"
     )
-    metadata(await run(user, "chat", {"prompt": "see", "images": [str(reference.pk)], "model": "kimi-latest"}))
+    metadata(await run(user, "chat", {"prompt": "see", "images": [str(reference.pk)], "model": "kimi-k2.6"}))
     part = stub.chat_requests()[-1]["payload"]["messages"][-1]["content"][1]
     assert part["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 async def test_images_to_a_model_that_cannot_see_name_the_model(user: Any, stub: Any) -> None:
-    outcome = await run(user, "chat", {"prompt": "what is this", "images": [PNG], "model": "kimi"})
+    outcome = await run(user, "chat", {"prompt": "what is this", "images": [PNG], "model": "moonshot-v1-128k"})
     assert outcome["error"]["code"] == "invalid_arguments"
-    assert "kimi-k2-0905-preview cannot read images" in outcome["error"]["message"]
+    assert "moonshot-v1-128k cannot read images" in outcome["error"]["message"]
+    assert "kimi-k2.6" in outcome["error"]["message"]  # and names the ones that can
     assert stub.chat_requests() == []
 
 
 async def test_a_malformed_image_data_url_is_refused(user: Any, stub: Any) -> None:
-    outcome = await run(
-        user, "chat", {"prompt": "see", "images": ["data:text/html;base64,PGI+"], "model": "kimi-latest"}
-    )
+    outcome = await run(user, "chat", {"prompt": "see", "images": ["data:text/html;base64,PGI+"], "model": "kimi-k2.6"})
     assert outcome["error"]["code"] == "invalid_arguments" and "data:image/" in outcome["error"]["message"]
     assert stub.chat_requests() == []
 
@@ -207,6 +197,8 @@ async def test_use_websearch_runs_kimis_builtin_search_round_trip(user: Any, stu
     assert asked["payload"]["tools"] == [{"type": "builtin_function", "function": {"name": "$web_search"}}]
     echoed = answered["payload"]["messages"][-2:]
     assert echoed[0]["tool_calls"][0]["function"]["name"] == "$web_search"
+    # kimi-k2.6 thinks: its reasoning goes back with its tool call (Moonshot refuses the turn otherwise).
+    assert echoed[0]["reasoning_content"].startswith("Let me think")
     assert echoed[1] == {
         "role": "tool",
         "tool_call_id": "call_search",
@@ -216,7 +208,7 @@ async def test_use_websearch_runs_kimis_builtin_search_round_trip(user: Any, stu
 
 
 async def test_use_websearch_is_ignored_where_the_model_has_no_search(user: Any, stub: Any) -> None:
-    outcome = await run(user, "chat", {"prompt": "hi", "model": "glm-4.5-flash", "use_websearch": True})
+    outcome = await run(user, "chat", {"prompt": "hi", "model": "moonshot-v1-128k", "use_websearch": True})
     assert metadata(outcome)["web_search"] is False and "tools" not in stub.chat_requests()[-1]["payload"]
 
 

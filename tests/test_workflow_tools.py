@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -11,17 +10,13 @@ from channels.db import database_sync_to_async
 
 from files_app.blobs import blob_from_chunks
 from files_app.services import file_ingest
-from tools_app.services import tool_call
+from tests.helpers import run
 from tools_app.tools import REGISTRY
 from tools_app.tools.workflow import WorkflowTool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORKFLOW_TOOLS = sorted(name for name, tool in REGISTRY.items() if isinstance(tool, WorkflowTool))
-
-
-async def run(user: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return dict(await tool_call(user=user, name=name, arguments=arguments, request_id=uuid.uuid4().hex))
 
 
 def body(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +221,7 @@ async def test_consensus_returns_every_view_and_a_synthesis_even_when_one_model_
     )
     assert "error" not in outcome, outcome
     views = outcome["outputs"][0]["metadata"]["views"]
-    assert [v["model"] for v in views] == ["kimi-k2-0905-preview", "glm-4.5", "glm-4.6"]
+    assert [v["model"] for v in views] == ["kimi-k2.6", "glm-4.5", "glm-4.6"]
     assert "error" not in views[0] and views[1]["error"]["code"] == "provider_error" and "error" not in views[2]
     assert "## Synthesis" in outcome["text"] and "(failed: provider_error" in outcome["text"]
     # Three views in parallel, then one synthesis; the stances reached the models.

@@ -36,7 +36,10 @@ class Admission:
 
 
 def counts_as_failure(error: ProviderError) -> bool:
-    """Provider trouble counts; a request the provider rightly refused (400, 404, 422) does not."""
+    """Provider trouble counts; a request the provider rightly refused (400, 404, 422) does not,
+    nor a rate limit (429): it is waited out and lowers the provider's concurrency instead."""
+    if error.status == 429:
+        return False
     return error.code == "timeout" or error.retryable or error.status in (401, 403)
 
 

@@ -3,7 +3,8 @@
 It reconnects by itself: when the connection drops (a restart closes it with 1012),
 it retries with exponential backoff and full jitter, says `hello` again with the same
 `session_id`, and re-sends every call still unanswered under its `request_id`. The
-server answers a call it already finished from its idempotency store instead of
+server answers a call it already finished from its idempotency store, and attaches the
+resend to a call still running (for EXAI_RESUME_GRACE_S after the drop), instead of
 running it again; a call cut short by a restart (`shutting_down`) runs on the new
 server. websockets' keepalive pings detect a dead peer.
 """
@@ -38,13 +39,19 @@ class ExaiClientError(Exception):
 
 class _Call:
     def __init__(
-        self, name: str, arguments: dict[str, Any], on_progress: TextCallback | None, on_stream: TextCallback | None
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        on_progress: TextCallback | None,
+        on_stream: TextCallback | None,
+        on_reasoning: TextCallback | None,
     ) -> None:
         self.name = name
         self.arguments = arguments
         self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.on_progress = on_progress
         self.on_stream = on_stream
+        self.on_reasoning = on_reasoning
 
 
 class ExaiClient:
@@ -94,8 +101,13 @@ class ExaiClient:
         self._runner = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
+        """Close for good: calls still running are cancelled (a dropped connection would leave
+        them running on the server, for a reconnect, for EXAI_RESUME_GRACE_S)."""
         self._closing = True
         if self._socket is not None:
+            for request_id in list(self._calls):
+                with contextlib.suppress(websockets.WebSocketException):
+                    await self._socket.send(json.dumps({"op": "cancel", "request_id": request_id}))
             await self._socket.close()
         if self._runner is not None:
             self._runner.cancel()
@@ -193,8 +205,11 @@ class ExaiClient:
                 call.result.set_result(message)
         elif op == "progress" and call.on_progress is not None:
             self._spawn(call.on_progress(message.get("message", "")))
-        elif op == "stream" and call.on_stream is not None:
-            self._spawn(call.on_stream(message.get("delta", "")))
+        elif op == "stream":
+            # A thinking model's reasoning streams apart from the answer (`kind: reasoning`).
+            handler = call.on_reasoning if message.get("kind") == "reasoning" else call.on_stream
+            if handler is not None:
+                self._spawn(handler(message.get("delta", "")))
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         # Callbacks run as tasks so a slow one never stalls the reader; keep them referenced.
@@ -246,10 +261,14 @@ class ExaiClient:
         request_id: str | None = None,
         on_progress: TextCallback | None = None,
         on_stream: TextCallback | None = None,
+        on_reasoning: TextCallback | None = None,
     ) -> dict[str, Any]:
-        """Call a tool and return the `call_tool_res` frame; cancelling this cancels the call."""
+        """Call a tool and return the `call_tool_res` frame; cancelling this cancels the call.
+
+        `on_stream` gets the answer as it streams, `on_reasoning` a thinking model's reasoning.
+        """
         request_id = request_id or self.new_request_id()
-        call = self._calls[request_id] = _Call(name, arguments, on_progress, on_stream)
+        call = self._calls[request_id] = _Call(name, arguments, on_progress, on_stream, on_reasoning)
         try:
             await self._send_call(request_id, call)
             return await call.result

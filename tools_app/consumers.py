@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -16,10 +17,11 @@ from django.conf import settings
 
 from exai_site.auth import Authentication, authenticate_token
 from metrics_app import live
-from tools_app.idempotency import idempotency_key, idempotency_store
+from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
 from tools_app.ratelimit import RateLimited, frame_limiter
+from tools_app.resume import Emit, call_registry
 from tools_app.services import (
     LocalToolBackend,
     error_outcome,
@@ -77,22 +79,32 @@ class ExaiConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.auth: Authentication = self.scope.get("auth") or Authentication(None)
         self.session_id = uuid.uuid4().hex
-        self.calls: dict[str, asyncio.Task[None]] = {}
+        self.calls: dict[str, asyncio.Task[None]] = {}  # this socket's wait for each of its calls
         self.replies: set[asyncio.Future[None]] = set()
         self.closing = False
         self.frames = frame_limiter()
         await accept_into_lifecycle(self)
 
     async def disconnect(self, code: int) -> None:
-        # A closed socket cancels its calls: the provider request is aborted and slots freed.
+        # A closed socket stops waiting for its calls; the calls themselves run on for
+        # EXAI_RESUME_GRACE_S, for the client to reconnect and resend (tools_app/resume.py).
         self.closing = True
         for task in list(self.calls.values()):
             task.cancel()
 
     async def send_json(self, payload: dict[str, Any]) -> None:
-        if not self.closing:
-            live.frames["out"] += 1
-            await self.send(text_data=json.dumps(payload))
+        if self.closing:
+            return
+        live.frames["out"] += 1
+        text = json.dumps(payload)
+        try:
+            await self.send(text_data=text)
+        except Exception:
+            # The peer went away before the server heard of it: nothing to tell, and the
+            # disconnect that follows detaches the calls (they run on for a reconnect).
+            if not self.closing:
+                logger.info("socket closed under a frame; %s dropped", payload.get("op"))
+                self.closing = True
 
     async def reply_error(
         self, code: str, message: str, request_id: Any = None, *, retry_after_s: float | None = None
@@ -195,10 +207,19 @@ class ExaiConsumer(AsyncWebsocketConsumer):
     async def op_cancel(self, message: dict[str, Any]) -> None:
         request_id = message.get("request_id")
         task = self.calls.get(request_id) if isinstance(request_id, str) else None
-        if task is None:
+        if task is None or not isinstance(request_id, str):
             await self.reply_error("invalid_request", f"no call in flight with request_id {request_id!r}", request_id)
             return
-        task.cancel()
+        # Decided without an await, so the call cannot start in between: a call running here is
+        # stopped (and this socket's wait answers `cancelled`); otherwise the wait is cancelled,
+        # which keeps the call from starting, and a call on another process is told to stop.
+        registry, key = call_registry(), self._key(request_id)
+        if not registry.cancel_here(key):
+            task.cancel()
+            await registry.cancel_elsewhere(key)
+
+    def _key(self, request_id: str) -> str:
+        return idempotency_key(self.auth.user.pk, self.session_id, request_id)  # type: ignore[union-attr]
 
     async def op_call_tool(self, message: dict[str, Any]) -> None:
         request_id = message.get("request_id")
@@ -208,7 +229,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         if request_id in self.calls:
             await self.reply_error("invalid_request", f"request_id {request_id!r} is already in flight", request_id)
             return
-        task = self.calls[request_id] = asyncio.ensure_future(self._run_call(request_id, message))
+        task = self.calls[request_id] = asyncio.ensure_future(self._serve_call(request_id, message))
         task.add_done_callback(functools.partial(self._call_done, request_id))
 
     def _call_done(self, request_id: str, task: asyncio.Task[None]) -> None:
@@ -221,21 +242,24 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             self.replies.add(reply)
             reply.add_done_callback(self.replies.discard)
 
-    async def _run_call(self, request_id: str, message: dict[str, Any]) -> None:
+    async def _serve_call(self, request_id: str, message: dict[str, Any]) -> None:
+        """Answer one call_tool: from the stored result, by joining the call where it runs, or by running it.
+
+        The call runs apart from this socket (tools_app/resume.py): when the socket drops it
+        goes on for EXAI_RESUME_GRACE_S, and the client's resend of `request_id` picks it up.
+        """
         deadline_s = settings.EXAI_TOOL_TIMEOUT_S + REPLY_GRACE_S
-        key = idempotency_key(self.auth.user.pk, self.session_id, request_id)  # type: ignore[union-attr]
-        store = idempotency_store()
         heartbeat: asyncio.Task[None] | None = None
+
+        def run(emit: Emit) -> Awaitable[dict[str, Any]]:
+            return self._execute(request_id, message, deadline_s, emit)
+
         try:
             await self.send_json(
                 {"op": "call_tool_ack", "request_id": request_id, "accepted": True, "timeout_s": deadline_s}
             )
-            outcome = await store.get(key)
-            if outcome is None:
-                heartbeat = asyncio.ensure_future(self._heartbeat(request_id))
-                outcome = await self._execute(request_id, message, deadline_s)
-                if outcome.get("error", {}).get("code") not in ("internal", "overloaded", "shutting_down"):
-                    await store.set(key, dict(outcome))
+            heartbeat = asyncio.ensure_future(self._heartbeat(request_id))
+            outcome = await call_registry().serve(self._key(request_id), self.send_json, run)
             await self.send_json({"op": "call_tool_res", "request_id": request_id, **outcome})
         except asyncio.CancelledError:
             if not self.closing:
@@ -253,19 +277,23 @@ class ExaiConsumer(AsyncWebsocketConsumer):
             if heartbeat is not None:
                 heartbeat.cancel()
 
-    async def _execute(self, request_id: str, message: dict[str, Any], deadline_s: float) -> dict[str, Any]:
+    async def _execute(self, request_id: str, message: dict[str, Any], deadline_s: float, emit: Emit) -> dict[str, Any]:
         name = message.get("name")
         if not isinstance(name, str) or not name:
             return dict(error_outcome("invalid_request", "call_tool needs a string `name`"))
         arguments = message.get("arguments", {})
 
         async def on_progress(text: str) -> None:
-            await self.send_json({"op": "progress", "request_id": request_id, "message": text})
+            await emit({"op": "progress", "request_id": request_id, "message": text})
 
         async def send_delta(delta: str) -> None:
-            await self.send_json({"op": "stream", "request_id": request_id, "delta": delta})
+            await emit({"op": "stream", "request_id": request_id, "delta": delta})
 
-        stream = DeltaCoalescer(send_delta, settings.EXAI_STREAM_INTERVAL_MS / 1000)
+        async def send_reasoning(delta: str) -> None:
+            await emit({"op": "stream", "request_id": request_id, "delta": delta, "kind": "reasoning"})
+
+        interval_s = settings.EXAI_STREAM_INTERVAL_MS / 1000
+        stream, reasoning = DeltaCoalescer(send_delta, interval_s), DeltaCoalescer(send_reasoning, interval_s)
         try:
             async with asyncio.timeout(deadline_s):
                 outcome = await tool_call(
@@ -275,9 +303,11 @@ class ExaiConsumer(AsyncWebsocketConsumer):
                     request_id=request_id,
                     on_progress=on_progress,
                     on_stream=stream.push,
+                    on_reasoning=reasoning.push,
                 )
         except TimeoutError:
             outcome = error_outcome("timeout", f"no reply within the server's deadline of {deadline_s:g}s")
+        await reasoning.close()
         await stream.close()
         return dict(outcome)
 

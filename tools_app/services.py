@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from functools import cache
 from typing import Any, NotRequired, TypedDict
 
@@ -20,20 +19,12 @@ from tools_app.lifecycle import get_lifecycle
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
+from tools_app.streaming import DeltaCoalescer
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 
 logger = logging.getLogger(__name__)
-
-
-class LatencyMetrics(TypedDict):
-    total_latency_ms: float
-    global_sem_wait_ms: float
-    provider_sem_wait_ms: float
-    processing_ms: float
-    user_sem_wait_ms: float
-    conversation_wait_ms: float
 
 
 class TextOutput(TypedDict):
@@ -103,12 +94,19 @@ async def tool_call(
     request_id: str,
     on_progress: TextCallback | None = None,
     on_stream: TextCallback | None = None,
+    on_reasoning: TextCallback | None = None,
 ) -> CallOutcome:
-    """Run one tool call to completion and return its outcome; never raise except on cancellation."""
+    """Run one tool call to completion and return its outcome; never raise except on cancellation.
+
+    `on_stream` gets the answer's text as the model streams it, `on_reasoning` a thinking
+    model's reasoning (never part of the answer).
+    """
     lifecycle = get_lifecycle()
     if lifecycle.draining:
         return shutting_down_outcome()
-    ctx = CallContext(user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream)
+    ctx = CallContext(
+        user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream, on_reasoning=on_reasoning
+    )
     task = asyncio.current_task()
     if task is not None:
         lifecycle.track(task)
@@ -123,13 +121,16 @@ async def tool_call(
         result = await cached_reply(key)
         if result is None:
             # The expert deadline sits above every provider timeout (system check exai.E004),
-            # so a slow provider fails as its own `timeout` first.
+            # so a silent provider fails as its own `timeout` first; a provider request stops
+            # just before this deadline (CallContext.call_provider) and keeps what streamed.
+            ctx.set_deadline(deadline_s)
             try:
                 async with asyncio.timeout(deadline_s):
                     result = await tool.run(ctx, arguments)
             except TimeoutError:
                 raise ToolError("timeout", f"{name} exceeded its deadline of {deadline_s:g}s.") from None
-            await remember_reply(key, result)
+            if not result.metadata.get("incomplete"):
+                await remember_reply(key, result)
         outcome = _success(ctx, await cut_long_reply(result, getattr(user, "pk", None)))
     except ToolError as exc:
         outcome = error_outcome(exc.code, exc.message)
@@ -167,17 +168,6 @@ def _callable_tool(name: Any) -> Tool:
     return tool
 
 
-def _latency_metrics(ctx: CallContext) -> LatencyMetrics:
-    return {
-        "total_latency_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
-        "global_sem_wait_ms": round(ctx.global_sem_wait_ms, 3),
-        "provider_sem_wait_ms": round(ctx.provider_sem_wait_ms, 3),
-        "processing_ms": round(ctx.processing_ms, 3),
-        "user_sem_wait_ms": round(ctx.user_sem_wait_ms, 3),
-        "conversation_wait_ms": round(ctx.conversation_wait_ms, 3),
-    }
-
-
 def _success(ctx: CallContext, result: ToolResult) -> CallOutcome:
     metadata = {
         "provider": None,
@@ -185,7 +175,7 @@ def _success(ctx: CallContext, result: ToolResult) -> CallOutcome:
         "continuation_id": None,
         "cache_hit": False,
         **result.metadata,
-        "latency_metrics": _latency_metrics(ctx),
+        "latency_metrics": ctx.latency_metrics(),
     }
     return {"outputs": [{"type": "text", "text": result.text, "metadata": metadata}], "text": result.text}
 
@@ -200,7 +190,7 @@ def _record(ctx: CallContext, name: str, arguments: Any, outcome: CallOutcome | 
         user_id=getattr(ctx.user, "pk", None),
         request_id=ctx.request_id,
         status=error["code"] if error else ("cancelled" if outcome is None else "ok"),
-        metrics=metadata.get("latency_metrics") or dict(_latency_metrics(ctx)),
+        metrics=metadata.get("latency_metrics") or ctx.latency_metrics(),
         provider=metadata.get("provider") or ctx.provider,
         model=metadata.get("model") or ctx.model,
         ttft_ms=ctx.ttft_ms,
@@ -225,6 +215,10 @@ async def health_snapshot() -> dict[str, Any]:
     return {"providers": providers, "throttle": await get_throttle().snapshot(), "circuits": circuits}
 
 
+# MCP has no stream for reasoning: it goes out as progress messages, at most one this often.
+REASONING_PROGRESS_INTERVAL_S = 1.0
+
+
 class LocalToolBackend:
     """MCP's view of this server's own tools, on behalf of one authenticated user."""
 
@@ -242,8 +236,18 @@ class LocalToolBackend:
         request_id: str,
         on_progress: TextCallback | None,
     ) -> dict[str, Any]:
-        return dict(
-            await tool_call(
-                user=self.user, name=name, arguments=arguments, request_id=request_id, on_progress=on_progress
-            )
+        reasoning = None
+        if on_progress is not None:
+            progress = on_progress
+            reasoning = DeltaCoalescer(lambda text: progress(f"reasoning: {text}"), REASONING_PROGRESS_INTERVAL_S)
+        outcome = await tool_call(
+            user=self.user,
+            name=name,
+            arguments=arguments,
+            request_id=request_id,
+            on_progress=on_progress,
+            on_reasoning=reasoning.push if reasoning is not None else None,
         )
+        if reasoning is not None:
+            await reasoning.close()  # what is left goes out before the result
+        return dict(outcome)

@@ -8,6 +8,7 @@ the thread, which aborts the provider request instead of letting it run on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import threading
@@ -17,6 +18,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import zhipuai
 from django.conf import settings
 from zhipuai.core import NOT_GIVEN
@@ -31,26 +33,24 @@ from zhipuai.core._errors import (
 from tools_app.providers.base import (
     ChatMessage,
     ChatResult,
-    DeltaCallback,
     ModelSpec,
     Provider,
     ProviderError,
     ProviderFile,
     ReplyCollector,
+    ThinkingMode,
     extracted_text,
 )
-from tools_app.providers.openai_compatible import provider_error_from_status
-
-_MODELS = [
-    ModelSpec("glm-4.6", "glm", 200_000, 128_000, web_search=True, thinking=True, description="GLM 4.6 flagship"),
-    ModelSpec("glm-4.5", "glm", 131_072, 98_304, web_search=True, thinking=True, description="GLM 4.5"),
-    ModelSpec("glm-4.5-air", "glm", 131_072, 98_304, web_search=True, description="GLM 4.5 Air, cheaper"),
-    ModelSpec("glm-4.5-flash", "glm", 131_072, 98_304, description="GLM 4.5 Flash, fastest"),
-    ModelSpec("glm-4.5v", "glm", 65_536, 16_384, vision=True, description="GLM 4.5 with image input"),
-]
+from tools_app.providers.catalogue import Family
+from tools_app.providers.openai_compatible import unreadable
 
 _DONE = object()
 T = TypeVar("T")
+
+
+def _glm(pattern: str, context: int, output: int, description: str, *, vision: bool = False) -> Family:
+    """A hybrid reasoning family (GLM-4.5 onwards): thinking on by default, switchable per request."""
+    return Family(pattern, context, output, description, vision=vision, thinking=True, web_search=not vision)
 
 
 class GlmProvider(Provider):
@@ -58,6 +58,16 @@ class GlmProvider(Provider):
     label = "Z.ai GLM"
     enable_hint = "GLM_API_KEY (and GLM_BASE_URL for a non-default endpoint)"
     file_purpose = "file"
+    families = (
+        _glm(r"glm-\d+(\.\d+)?v.*", 65_536, 16_384, "GLM with image input", vision=True),
+        _glm(r"glm-5.*", 200_000, 128_000, "GLM-5 line"),
+        _glm(r"glm-4\.[67].*", 200_000, 128_000, "GLM-4.6/4.7"),
+        _glm(r"glm-4\.5.*", 131_072, 98_304, "GLM-4.5 line"),
+        Family(r"glm-4.*", 128_000, 16_384, "GLM-4, before hybrid reasoning"),
+    )
+    preference = (r"glm-5\.2", r"glm-5\.1", r"glm-5", r"glm-4\.7", r"glm-4\.6", r"glm-4\.5", r"glm-\d.*")
+    known_models = ("glm-5.1", "glm-4.6", "glm-4.5", "glm-4.5-air", "glm-4.5v")
+    owns = r"glm-.*"
 
     @property
     def configured(self) -> bool:
@@ -67,18 +77,35 @@ class GlmProvider(Provider):
     def timeout_s(self) -> float:
         return settings.EXAI_GLM_TIMEOUT_S
 
-    def models(self) -> list[ModelSpec]:
-        return _MODELS
-
     @property
     def max_file_bytes(self) -> int:
         return settings.EXAI_GLM_MAX_FILE_BYTES
+
+    @property
+    def default_model_setting(self) -> str:
+        return settings.EXAI_GLM_DEFAULT_MODEL
+
+    @property
+    def region_hint(self) -> str:
+        if "bigmodel.cn" in settings.GLM_BASE_URL:
+            return "A key from z.ai (international) works only at GLM_BASE_URL=https://api.z.ai/api/paas/v4/."
+        return (
+            "A key from open.bigmodel.cn (mainland) works only at GLM_BASE_URL=https://open.bigmodel.cn/api/paas/v4/."
+        )
+
+    def thinking_controls(self, spec: ModelSpec, mode: ThinkingMode | None) -> dict[str, Any]:
+        return {"thinking": {"type": "disabled" if mode == "minimal" else "enabled"}}
+
+    def model_refused(self, status: int, code: str) -> bool:
+        # 1211/1214: no such model; 1220: not for this key's plan.
+        return status == 400 and code in ("1211", "1214", "1220")
 
     @cached_property
     def client(self) -> zhipuai.ZhipuAI:
         return zhipuai.ZhipuAI(
             api_key=settings.GLM_API_KEY,
             base_url=settings.GLM_BASE_URL,
+            # Per read (httpx): connect, first byte and each gap between two chunks.
             timeout=self.timeout_s,
             max_retries=settings.EXAI_PROVIDER_MAX_RETRIES,
         )
@@ -89,28 +116,38 @@ class GlmProvider(Provider):
         workers = max(8, settings.EXAI_GLM_MAX_CONCURRENCY * 2)
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="glm")
 
+    async def list_model_ids(self) -> list[str]:
+        def read() -> Any:
+            return self.client.get("/models", cast_type=object)
+
+        answer = await self._in_thread(read, self.timeout_s)
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise ProviderError(f"{self.label}'s model list is unreadable: {str(answer)[:200]}", retryable=True)
+        return [str(item["id"]) for item in answer["data"] if isinstance(item, dict) and item.get("id")]
+
     async def chat(
         self,
         *,
-        model: str,
+        spec: ModelSpec,
         messages: list[ChatMessage],
         temperature: float | None,
         max_tokens: int | None,
-        on_delta: DeltaCallback | None,
+        reply: ReplyCollector,
+        thinking_mode: ThinkingMode | None = None,
         response_format: dict[str, Any] | None = None,
         web_search: bool = False,
     ) -> ChatResult:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        handoff = _Handoff(loop)
         stop = threading.Event()
         state: dict[str, Any] = {}
-        reply = ReplyCollector(model, on_delta)
-        kwargs = self.request_body(model, messages, temperature, max_tokens, response_format)
+        kwargs = self.request_body(
+            spec, messages, temperature, max_tokens, thinking_mode=thinking_mode, response_format=response_format
+        )
         if web_search:  # Z.ai searches on its side and answers with what it found
             kwargs["tools"] = [{"type": "web_search", "web_search": {"enable": True, "search_result": True}}]
 
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        put = handoff.put
 
         def work() -> None:
             try:
@@ -119,6 +156,7 @@ class GlmProvider(Provider):
                 if stop.is_set():
                     _abort(stream.response)
                     return
+                unreadable(self.label, stream.response.headers.get("content-type", ""))
                 for chunk in stream:
                     if stop.is_set():
                         break
@@ -129,23 +167,28 @@ class GlmProvider(Provider):
 
         future = loop.run_in_executor(self.executor, work)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                while (item := await queue.get()) is not _DONE:
+            # Silence, not length: the clock restarts with every chunk.
+            async with asyncio.timeout(self.timeout_s) as silence:
+                while (item := await handoff.get()) is not _DONE:
+                    silence.reschedule(loop.time() + self.timeout_s)
                     kind, payload = item
                     if kind == "error":
-                        raise self._translate(payload)
-                    self._absorb(payload, reply.result)
-                    if payload.choices and (delta := payload.choices[0].delta.content):
-                        await reply.add(delta)
+                        if isinstance(payload, httpx.TransportError):
+                            # Broken mid-stream: the text so far is kept, marked as cut (finish below).
+                            message = f"{self.label}'s connection broke mid-answer: {payload}"
+                            reply.interrupted(ProviderError(message, retryable=True))
+                            break
+                        raise self._translate(payload, spec.name)
+                    await self._absorb(payload, reply)
         except TimeoutError:
-            raise self.timed_out() from None
+            reply.interrupted(self.timed_out())
         finally:
             if not future.done():
                 stop.set()
                 stream = state.get("stream")
                 if stream is not None:
                     _abort(stream.response)
-        return reply.finish()
+        return reply.finish(self.label)
 
     async def web_search(
         self, *, query: str, engine: str, count: int, domain: str | None, recency: str | None
@@ -165,12 +208,12 @@ class GlmProvider(Provider):
             results = results if isinstance(results, list) else [results]
             return [item if isinstance(item, dict) else item.model_dump() for item in results]
 
-        return await self._in_thread(search)
+        return await self._in_thread(search, self.timeout_s)
 
     # --- files API: the SDK is synchronous, so each operation runs in this provider's threads ---
 
-    async def _in_thread(self, function: Callable[[], T]) -> T:
-        timeout = settings.EXAI_FILE_TIMEOUT_S
+    async def _in_thread(self, function: Callable[[], T], limit_s: float | None = None) -> T:
+        timeout = settings.EXAI_FILE_TIMEOUT_S if limit_s is None else limit_s
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.get_running_loop().run_in_executor(self.executor, function)
@@ -213,19 +256,29 @@ class GlmProvider(Provider):
         return await self._in_thread(list_all)
 
     @staticmethod
-    def _absorb(chunk: Any, result: ChatResult) -> None:
-        usage = getattr(chunk, "usage", None)
-        if usage:
-            result.tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-            result.tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        if chunk.choices and chunk.choices[0].finish_reason:
-            result.finish_reason = chunk.choices[0].finish_reason
+    async def _absorb(chunk: Any, reply: ReplyCollector) -> None:
+        if usage := getattr(chunk, "usage", None):
+            reply.usage(usage)
+        if not chunk.choices:
+            return
+        choice = chunk.choices[0]
+        if choice.finish_reason:
+            reply.result.finish_reason = choice.finish_reason
+        if thought := getattr(choice.delta, "reasoning_content", None):
+            await reply.think(thought)
+        if text := choice.delta.content:
+            await reply.add(text)
 
-    def _translate(self, exc: BaseException) -> BaseException:
+    def _translate(self, exc: BaseException, model: str = "") -> BaseException:
+        if isinstance(exc, ProviderError):
+            return exc
         if isinstance(exc, APITimeoutError):
             return self.timed_out()
         if isinstance(exc, APIStatusError):
-            return provider_error_from_status(self.label, exc.status_code, str(exc), exc.response.headers)
+            message, code = _error_body(exc.response)
+            return self.error_from_status(
+                exc.status_code, message, code=code, model=model, headers=exc.response.headers
+            )
         if isinstance(exc, APIConnectionError):
             return ProviderError(f"cannot reach {self.label} at {settings.GLM_BASE_URL}: {exc}", retryable=True)
         if isinstance(exc, APIResponseError):
@@ -233,6 +286,49 @@ class GlmProvider(Provider):
         if isinstance(exc, ZhipuAIError):
             return ProviderError(f"{self.label} failed: {exc}")
         return exc
+
+
+class _Handoff:
+    """Items from the SDK's thread to the event loop, waking the loop once per batch, not per chunk.
+
+    A stream's chunks can come faster than the loop takes them; each wake-up through
+    `call_soon_threadsafe` costs a write to the loop's self-pipe, so the thread asks for
+    one only when none is pending, and the loop takes everything that arrived meanwhile.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[Any] = collections.deque()
+        self._ready = asyncio.Event()
+        self._asked = threading.Event()  # a wake-up is on its way to the loop
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        if not self._asked.is_set():
+            self._asked.set()
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self) -> Any:
+        while not self._items:
+            # Cleared before looking again, so an item put after the look asks for a new wake-up.
+            self._ready.clear()
+            self._asked.clear()
+            if self._items:
+                break
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+def _error_body(response: Any) -> tuple[str, str]:
+    """Z.ai's error message and code (`{"error": {"code": "1214", "message": ...}}`), or the raw text."""
+    try:
+        body = response.json()
+    except Exception:
+        return str(getattr(response, "text", ""))[:500], ""
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    if not isinstance(error, dict):
+        return str(body)[:500], ""
+    return str(error.get("message") or body)[:500], str(error.get("code") or "")
 
 
 def _abort(response: Any) -> None:

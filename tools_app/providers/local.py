@@ -1,13 +1,13 @@
-"""Any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server) named by LOCAL_BASE_URL."""
+"""Any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server) named by LOCAL_BASE_URL.
+
+Its models are the ones LOCAL_MODELS names (a local server often lists more than the
+operator wants offered); their capabilities are unknown, so the catalogue serves them
+with conservative limits.
+"""
 
 from django.conf import settings
 
-from tools_app.providers.base import ModelSpec
 from tools_app.providers.openai_compatible import OpenAICompatibleProvider
-
-# Capabilities of an arbitrary local model are unknown; these are conservative.
-_LOCAL_CONTEXT_WINDOW = 32_768
-_LOCAL_MAX_OUTPUT = 4_096
 
 
 class LocalProvider(OpenAICompatibleProvider):
@@ -31,8 +31,9 @@ class LocalProvider(OpenAICompatibleProvider):
     def timeout_s(self) -> float:
         return settings.EXAI_LOCAL_TIMEOUT_S
 
-    def models(self) -> list[ModelSpec]:
-        return [
-            ModelSpec(name, "local", _LOCAL_CONTEXT_WINDOW, _LOCAL_MAX_OUTPUT, description="local model")
-            for name in settings.LOCAL_MODELS
-        ]
+    @property
+    def known_models(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(settings.LOCAL_MODELS)
+
+    async def list_model_ids(self) -> list[str]:
+        return list(settings.LOCAL_MODELS)

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
+from tools_app.throttle.adaptive import effective_limit
+
 
 def honour_cancellation() -> None:
     """Raise if this task has a cancellation pending that an await swallowed.
@@ -58,13 +60,18 @@ class SlotWaits:
     provider_ms: float = 0.0
 
 
-def provider_limit(provider: str) -> int:
+def configured_provider_limit(provider: str) -> int:
     limits = {
         "kimi": settings.EXAI_KIMI_MAX_CONCURRENCY,
         "glm": settings.EXAI_GLM_MAX_CONCURRENCY,
         "local": settings.EXAI_LOCAL_MAX_CONCURRENCY,
     }
     return limits.get(provider, settings.EXAI_MAX_CONCURRENCY)
+
+
+def provider_limit(provider: str) -> int:
+    """The provider's slots now: fewer for a while after it answered 429 (throttle/adaptive.py)."""
+    return effective_limit(provider, configured_provider_limit(provider))
 
 
 def global_pool() -> Pool:

@@ -18,7 +18,7 @@ class _Slots:
         self.in_use = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    def _grant(self) -> None:
+    def grant(self) -> None:
         while self.waiters and self.in_use < self.limit:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -47,7 +47,7 @@ class _Slots:
 
     def release(self) -> None:
         self.in_use -= 1
-        self._grant()
+        self.grant()
 
     @property
     def idle(self) -> bool:
@@ -65,6 +65,10 @@ class LocalThrottle(Throttle):
         slots = self._pools.get(pool.name)
         if slots is None:
             slots = self._pools[pool.name] = _Slots(pool.limit)
+        elif slots.limit != pool.limit:
+            # A provider's limit moves (lowered after a 429, recovering): waiters follow at once.
+            slots.limit = pool.limit
+            slots.grant()
         return slots
 
     async def acquire(self, pool: Pool, deadline: float) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from tools_app.calls import reply_metadata
 from tools_app.conversations import conversation_open
 from tools_app.providers import ResolvedModel
 from tools_app.providers.base import ChatMessage
@@ -14,6 +15,7 @@ from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
     MODEL_PROPERTY,
     TEMPERATURE_PROPERTY,
+    THINKING_MODE_PROPERTY,
     USE_CACHE_PROPERTY,
     CallContext,
     Tool,
@@ -49,6 +51,7 @@ class ChatTool(Tool):
             "files": FILE_IDS_SCHEMA,
             "use_websearch": {"type": "boolean", "description": "Let the model search the web (where it can)."},
             "use_cache": USE_CACHE_PROPERTY,
+            "thinking_mode": THINKING_MODE_PROPERTY,
         },
         required=["prompt"],
     )
@@ -57,7 +60,7 @@ class ChatTool(Tool):
 
     async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[PromptFile]) -> ResolvedModel:
         """The model this call goes to; subclasses narrow or choose it."""
-        return resolve_tool_model(arguments.get("model"))
+        return await resolve_tool_model(arguments.get("model"), vision=bool(arguments.get("images")), files=bool(files))
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         prompt_limit_check(arguments, "prompt")
@@ -97,7 +100,11 @@ class ChatTool(Tool):
         await ctx.progress(f"asking {resolved.spec.name}")
         web_search = bool(arguments.get("use_websearch"))
         reply = await ctx.call_provider(
-            resolved, messages, temperature=arguments.get("temperature"), web_search=web_search
+            resolved,
+            messages,
+            temperature=arguments.get("temperature"),
+            thinking_mode=arguments.get("thinking_mode"),
+            web_search=web_search,
         )
         conversation = await ctx.record_turn(
             conversation=conversation,
@@ -115,9 +122,7 @@ class ChatTool(Tool):
                 "model": reply.model,
                 "continuation_id": str(conversation.id),
                 "remaining_turns": conversation.remaining_turns,
-                "tokens_in": reply.tokens_in,
-                "tokens_out": reply.tokens_out,
-                "finish_reason": reply.finish_reason,
+                **reply_metadata(reply),
                 "files": [file_label(source) for source in files],
                 "history_turns_dropped": len(history) - len(kept),
                 "web_search": web_search and resolved.spec.web_search,

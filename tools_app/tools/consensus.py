@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from tools_app.calls import check_sampling
 from tools_app.conversations import conversation_open, conversation_record_turn
 from tools_app.errors import ToolError
 from tools_app.providers import ProviderError, ResolvedModel
@@ -73,7 +74,11 @@ class ConsensusTool(Tool):
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         prompt_limit_check(arguments, "prompt")
         prompt: str = arguments["prompt"]
-        panel = [(resolve_tool_model(entry["model"]), entry) for entry in arguments["models"]]
+        panel = [(await resolve_tool_model(entry["model"]), entry) for entry in arguments["models"]]
+        synthesiser = await resolve_tool_model(arguments.get("model"))
+        # A temperature one of the models refuses fails the call before any model is asked.
+        for resolved in [*(resolved for resolved, _ in panel), synthesiser]:
+            check_sampling(resolved.spec, arguments.get("temperature"))
         conversation, history = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=arguments.get("continuation_id")
         )
@@ -101,7 +106,7 @@ class ConsensusTool(Tool):
         if not answered:
             failures = "; ".join(f"{v['model']}: {v['error']['message']}" for v in views)
             raise ToolError("provider_error", f"every model failed: {failures}")
-        synthesis, synthesis_model = await self._synthesis(ctx, arguments, prompt, answered)
+        synthesis, synthesis_model = await self._synthesis(ctx, synthesiser, arguments, prompt, answered)
         text = render(views, synthesis)
         resolved = panel[0][0]
         conversation = await database_sync_to_async(conversation_record_turn)(
@@ -147,11 +152,15 @@ class ConsensusTool(Tool):
         return await ctx.call_provider(resolved, messages, temperature=arguments.get("temperature"))
 
     async def _synthesis(
-        self, ctx: CallContext, arguments: dict[str, Any], prompt: str, answered: list[dict[str, Any]]
+        self,
+        ctx: CallContext,
+        resolved: ResolvedModel,
+        arguments: dict[str, Any],
+        prompt: str,
+        answered: list[dict[str, Any]],
     ) -> tuple[str, str | None]:
         """The combined recommendation; if its model fails, the views stand alone, saying so."""
         try:
-            resolved = resolve_tool_model(arguments.get("model"))
             views = "\n\n".join(f"### {v['model']} ({v['stance']})\n{v['text']}" for v in answered)
             messages: list[ChatMessage] = [
                 {"role": "system", "content": SYNTHESIS_PROMPT},

@@ -46,7 +46,7 @@ class ConversationsTool(Tool):
         if action == "rest":
             from tools_app.responses import take_rest  # responses imports the tools
 
-            rest = await take_rest(ctx.user.pk, thread_id)
+            rest = await take_rest(ctx.slot_owner, thread_id)
             if rest is None:
                 raise ToolError("invalid_arguments", f"nothing is left of a reply for {thread_id} (or it expired).")
             # Handed back as a reply: cut again (and kept) if it is still too long.

@@ -105,7 +105,7 @@ async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: l
     async def text_of(source: PromptFile) -> str:
         if isinstance(source, LocalFile):
             return await asyncio.to_thread(_read_local, source)
-        return await file_prompt_text(reference=source, provider=resolved.provider, user_id=ctx.user.pk)
+        return await file_prompt_text(reference=source, provider=resolved.provider, caller=ctx)
 
     texts = await asyncio.gather(*(text_of(source) for source in references))
     budget = int(resolved.spec.context_window * FILES_SHARE_OF_CONTEXT)
@@ -126,7 +126,7 @@ async def upload_copies(ctx: CallContext, provider: Provider, references: list[F
     """Make sure each file has a copy on `provider` (in parallel, each through the throttle)."""
     await ctx.progress(f"uploading {len(references)} file(s) to {provider.label}")
     copies = await asyncio.gather(
-        *(provider_copy_ensure(stored=r.stored_file, provider=provider, user_id=ctx.user.pk) for r in references)
+        *(provider_copy_ensure(stored=r.stored_file, provider=provider, caller=ctx) for r in references)
     )
     listed = [
         {

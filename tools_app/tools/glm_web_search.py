@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from tools_app.providers import configured_provider
+from tools_app.providers.glm import GlmProvider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 
@@ -25,17 +27,19 @@ class GlmWebSearchTool(Tool):
     )
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        glm: Any = configured_provider("glm")  # or provider_unavailable, saying how to configure it
-        ctx.provider, ctx.model = glm.name, "web_search"
+        glm = cast(GlmProvider, configured_provider("glm"))  # or provider_unavailable, saying how to configure it
         await ctx.progress("searching the web through Z.ai")
-        async with ctx.provider_work(glm.name):
-            results = await glm.web_search(
+
+        def search() -> Awaitable[list[dict[str, Any]]]:
+            return glm.web_search(
                 query=arguments["query"],
                 engine=arguments.get("engine", "search_std"),
                 count=arguments.get("count", 5),
                 domain=arguments.get("domain"),
                 recency=arguments.get("recency"),
             )
+
+        results = await ctx.provider_request(glm, search, model="web_search", operation="web search")
         keep = ("title", "link", "content", "media", "publish_date")
         listed = [{key: item.get(key) for key in keep if item.get(key)} for item in results]
         return ToolResult(

@@ -36,7 +36,7 @@ class KimiChatWithFilesTool(ChatTool):
     )
 
     async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[PromptFile]) -> ResolvedModel:
-        resolved = resolve_tool_model(arguments.get("model") or "kimi")
+        resolved = await resolve_tool_model(arguments.get("model") or "kimi")
         if resolved.provider.name != "kimi":
             raise ToolError(
                 "invalid_arguments", f"{resolved.spec.name} is not a Kimi model; use chat with files for other models."

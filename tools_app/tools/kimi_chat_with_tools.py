@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
+from tools_app.calls import check_sampling
 from tools_app.errors import ToolError
+from tools_app.providers.openai_compatible import OpenAICompatibleProvider
 from tools_app.tools.base import (
     MODEL_PROPERTY,
     TEMPERATURE_PROPERTY,
@@ -23,7 +26,8 @@ class KimiChatWithToolsTool(Tool):
     profile = "full"
     description = (
         "Function calling with Kimi, passed through: send messages and OpenAI-style tools; get back the reply "
-        "or the tool_calls to run, then send their results as role=tool messages."
+        "or the tool_calls to run, then send the assistant message back (with its reasoning_content, if any) "
+        "and the results as role=tool messages."
     )
     input_schema = object_schema(
         {
@@ -55,20 +59,28 @@ class KimiChatWithToolsTool(Tool):
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         text = {"messages": "".join(str(message.get("content") or "") for message in arguments["messages"])}
         prompt_limit_check(text, "messages")
-        resolved = resolve_tool_model(arguments.get("model") or "kimi")
+        resolved = await resolve_tool_model(arguments.get("model") or "kimi")
         if resolved.provider.name != "kimi":
             raise ToolError("invalid_arguments", f"{resolved.spec.name} is not a Kimi model.")
-        provider: Any = resolved.provider
-        ctx.provider, ctx.model = provider.name, resolved.spec.name
-        await ctx.progress(f"asking {resolved.spec.name} (function calling)")
-        async with ctx.provider_work(provider.name):
-            answer = await provider.chat_with_tools(
-                model=resolved.spec.name,
+        spec, provider = resolved.spec, cast(OpenAICompatibleProvider, resolved.provider)
+        check_sampling(spec, arguments.get("temperature"))
+        if spec.thinking and arguments.get("tool_choice") == "required":
+            raise ToolError(
+                "invalid_arguments",
+                f"{spec.name} thinks before it answers and then refuses tool_choice 'required'; use 'auto'.",
+            )
+        await ctx.progress(f"asking {spec.name} (function calling)")
+
+        def turn() -> Awaitable[dict[str, Any]]:
+            return provider.chat_with_tools(
+                spec=spec,
                 messages=arguments["messages"],
                 tools=arguments["tools"],
                 tool_choice=arguments.get("tool_choice"),
                 temperature=arguments.get("temperature"),
             )
+
+        answer = await ctx.provider_request(provider, turn, model=spec.name, operation="function calling")
         ctx.tokens_in += answer["tokens_in"]
         ctx.tokens_out += answer["tokens_out"]
         message = answer["message"]
@@ -77,6 +89,9 @@ class KimiChatWithToolsTool(Tool):
             "content": message.get("content") or "",
             "tool_calls": message.get("tool_calls") or [],
         }
+        if message.get("reasoning_content"):
+            # A thinking model wants it back on this assistant message in the next turn's messages.
+            payload["reasoning_content"] = message["reasoning_content"]
         return ToolResult(
             json.dumps(payload, indent=1),
             {"provider": "kimi", "model": answer["model"], "finish_reason": answer["finish_reason"]},

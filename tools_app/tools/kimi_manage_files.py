@@ -72,7 +72,7 @@ class KimiManageFilesTool(Tool):
             raise ToolError("forbidden", "cleanup is for staff: it removes files of every user.")
         provider = configured_provider("kimi")
         await ctx.progress("looking for orphaned Kimi copies")
-        orphans = await provider_orphans_delete(provider=provider, dry_run=dry_run)
+        orphans = await provider_orphans_delete(provider=provider, dry_run=dry_run, caller=ctx)
         await ctx.progress("removing expired blobs")
         run = await database_sync_to_async(files_cleanup)(
             grace_hours=settings.EXAI_FILE_GRACE_HOURS, dry_run=dry_run, trigger="tool"

@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from tools_app.providers import all_providers, model_aliases
+from tools_app.providers import all_providers, catalogue_models, model_aliases
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 
@@ -11,7 +11,10 @@ class ListModelsTool(Tool):
     name = "listmodels"
     kind = "simple"
     profile = "lean"
-    description = "List the models of each configured provider with context window and capabilities."
+    description = (
+        "List the models each configured provider serves now (read from its live list), with context window, "
+        "thinking, vision and pinned sampling, and what the aliases kimi, glm and auto mean."
+    )
     input_schema = object_schema({})
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
@@ -19,7 +22,8 @@ class ListModelsTool(Tool):
             {
                 "provider": provider.name,
                 "configured": provider.configured,
-                "models": [spec.as_dict() for spec in provider.models()] if provider.configured else [],
+                "models": [spec.as_dict() for spec in await catalogue_models(provider)],
+                **({"list_error": provider.catalogue.error} if provider.catalogue.error else {}),
                 **({} if provider.configured else {"enable_with": provider.enable_hint}),
             }
             for provider in all_providers()

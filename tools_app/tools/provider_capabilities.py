@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tools_app.providers import configured_providers
+from tools_app.providers import catalogue_models, configured_providers
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 
@@ -23,7 +23,7 @@ class ProviderCapabilitiesTool(Tool):
                 "files_api_max_bytes": provider.max_file_bytes,
                 "function_calling": provider.name == "kimi",
                 "web_search_tool": provider.name == "glm",
-                "models": [spec.as_dict() for spec in provider.models()],
+                "models": [spec.as_dict() for spec in await catalogue_models(provider)],
             }
             for provider in configured_providers()
         ]

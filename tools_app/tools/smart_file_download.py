@@ -47,7 +47,7 @@ class SmartFileDownloadTool(Tool):
                 )
             stored, source_name = copy.stored_file, copy.stored_file.original_name
         await ctx.progress(f"fetching {provider.label}'s extraction of {source_name}")
-        text = await provider_copy_text(stored=stored, provider=provider, user_id=ctx.user.pk)
+        text = await provider_copy_text(stored=stored, provider=provider, caller=ctx)
         saved = await database_sync_to_async(file_ingest_text)(
             owner=ctx.user, text=text, name=f"{source_name}.{provider.name}.txt"
         )

@@ -50,15 +50,15 @@ class SmartFileQueryTool(ChatTool):
             raise ToolError("invalid_arguments", "smart_file_query takes the id of an uploaded file, not a path.")
         stored = files[0].stored_file
         if arguments.get("model"):
-            resolved = resolve_tool_model(arguments["model"])
+            resolved = await resolve_tool_model(arguments["model"])
             if stored.size > settings.EXAI_EMBED_MAX_BYTES:
                 check_fits(stored=stored, provider=resolved.provider)  # a clear error naming the limit
             return resolved
         if stored.size <= settings.EXAI_EMBED_MAX_BYTES:
-            return resolve_tool_model("auto")
+            return await resolve_tool_model("auto")
         for provider in configured_providers():  # Kimi first: the largest files API
             if 0 < stored.size <= provider.max_file_bytes:
-                return resolve_tool_model(provider.name)
+                return await resolve_tool_model(provider.name)
         raise ToolError(
             "invalid_arguments",
             f"{stored.label} is larger than any configured provider's files API takes "

@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from tools_app.calls import reply_metadata
 from tools_app.conversations import (
     conversation_open,
     conversation_record_step,
 )
 from tools_app.errors import ToolError
-from tools_app.providers.base import ChatMessage
+from tools_app.providers.base import ChatMessage, ThinkingMode
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
     MODEL_PROPERTY,
     TEMPERATURE_PROPERTY,
+    THINKING_MODE_PROPERTY,
     CallContext,
     Tool,
     ToolResult,
@@ -44,9 +46,9 @@ from tools_app.tools.files import FILES_OR_PATHS_SCHEMA, file_label, file_messag
 from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
 
 CONFIDENCE = ["exploring", "low", "medium", "high", "very_high", "almost_certain", "certain"]
-THINKING_MODES = ["minimal", "low", "medium", "high", "max"]
 SEVERITIES = ["critical", "high", "medium", "low"]
-# How much of the model's answer each thinking mode allows (a share of its output limit).
+# How much of a model's output limit each thinking mode allows. A thinking model always gets
+# its whole budget (its reasoning spends it first); the provider's own control steers it.
 THINKING_SHARE = {"minimal": 0.05, "low": 0.15, "medium": 0.33, "high": 0.67, "max": 1.0}
 
 STEP_PROPERTIES: dict[str, Any] = {
@@ -72,7 +74,7 @@ STEP_PROPERTIES: dict[str, Any] = {
     "continuation_id": CONTINUATION_PROPERTY,
     "model": MODEL_PROPERTY,
     "temperature": TEMPERATURE_PROPERTY,
-    "thinking_mode": {"type": "string", "enum": THINKING_MODES},
+    "thinking_mode": THINKING_MODE_PROPERTY,
     "use_websearch": {"type": "boolean"},
     "images": IMAGES_SCHEMA,
 }
@@ -178,7 +180,7 @@ class WorkflowTool(Tool):
         conversation: Any,
         base: dict[str, Any],
     ) -> ToolResult:
-        resolved = resolve_tool_model(arguments.get("model"))
+        resolved = await resolve_tool_model(arguments.get("model"), vision=bool(arguments.get("images")))
         files = await resolve_files(ctx, relevant_files(steps))
         _, history = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=str(conversation.id), exclude_run=steps[0]["run"] if steps else None
@@ -197,13 +199,15 @@ class WorkflowTool(Tool):
             {"role": "user", "content": user_content},
         ]
         mode = arguments.get("thinking_mode") or "high"
-        max_tokens = max(512, int(resolved.spec.max_output_tokens * THINKING_SHARE[mode]))
+        spec = resolved.spec
+        max_tokens = spec.output_budget() if spec.thinking else spec.output_budget(THINKING_SHARE[mode])
         await ctx.progress(f"asking {resolved.spec.name} for the expert analysis")
         reply = await ctx.call_provider(
             resolved,
             messages,
             temperature=arguments.get("temperature"),
             max_tokens=max_tokens,
+            thinking_mode=cast(ThinkingMode, mode),
             web_search=bool(arguments.get("use_websearch")),
         )
         conversation = await ctx.record_turn(
@@ -225,8 +229,7 @@ class WorkflowTool(Tool):
                 "model": reply.model,
                 "continuation_id": str(conversation.id),
                 "remaining_turns": conversation.remaining_turns,
-                "tokens_in": reply.tokens_in,
-                "tokens_out": reply.tokens_out,
+                **reply_metadata(reply),
                 "files": [file_label(source) for source in files],
             },
         )

@@ -19,6 +19,8 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from tools_app.client import ExaiClient, ExaiClientError
 from tools_app.mcp_protocol import McpServer, parse_frame
+from tools_app.services import REASONING_PROGRESS_INTERVAL_S
+from tools_app.streaming import DeltaCoalescer
 
 logger = logging.getLogger("exai.mcp_stdio")
 _MAX_LINE = 64 * 1024 * 1024
@@ -56,7 +58,13 @@ class RemoteToolBackend:
         except ExaiClientError as exc:
             return {"error": {"code": "internal", "message": str(exc)}}
         try:
-            return await client.call_tool(name, arguments, on_progress=on_progress)
+            if on_progress is None:
+                return await client.call_tool(name, arguments)
+            # MCP has no stream for reasoning: it goes to the client as progress, a message a second at most.
+            reasoning = DeltaCoalescer(lambda text: on_progress(f"reasoning: {text}"), REASONING_PROGRESS_INTERVAL_S)
+            answer = await client.call_tool(name, arguments, on_progress=on_progress, on_reasoning=reasoning.push)
+            await reasoning.close()
+            return answer
         except ExaiClientError as exc:
             return {"error": {"code": "internal", "message": str(exc)}}
 

@@ -1,0 +1,318 @@
+"""The context a call runs in, and the one path every provider request takes.
+
+`CallContext.provider_request` is that path: chat, function calling, web search, the files
+API, the model list's callers and the error investigator all go through it, so each request
+gets the same circuit breaker, throttle slots (user, global, provider), error capture and
+timings for its latency sample. A 429 is waited out inside the call's deadline (by the
+provider's Retry-After) and lowers that provider's concurrency for a while.
+
+`CallContext.call_provider` is the chat request on top: it refuses a sampling setting the
+model pins before anything is sent, streams answer and reasoning to the caller, and when
+the tool's deadline comes first returns what streamed so far, marked as cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, TypeVar
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+
+from errors_app.capture import call_context, capture_exception
+from metrics_app.recorder import record_call
+from tools_app.circuit import get_circuit_breaker
+from tools_app.conversations import conversation_record_turn
+from tools_app.errors import ToolError
+from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
+from tools_app.providers.base import ChatMessage, ModelSpec, ReplyCollector, ThinkingMode
+from tools_app.throttle import get_throttle
+from tools_app.throttle.adaptive import provider_rate_limited
+
+TextCallback = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
+
+# Waits for a rate-limited provider: its Retry-After, else these, for at most this many tries.
+_RATE_LIMIT_WAITS_S = (1.0, 2.0, 4.0, 8.0)
+# Of a tool's deadline, what is kept back to store a cut answer in its thread and reply:
+# this long, or a tenth of a shorter deadline.
+_DEADLINE_MARGIN_S = 1.0
+
+
+class LatencyMetrics(TypedDict):
+    total_latency_ms: float
+    global_sem_wait_ms: float
+    provider_sem_wait_ms: float
+    processing_ms: float
+    user_sem_wait_ms: float
+    conversation_wait_ms: float
+
+
+def check_sampling(spec: ModelSpec, temperature: float | None) -> None:
+    """Refuse, before any request, a temperature the model does not accept."""
+    fixed = spec.fixed_temperature
+    if temperature is not None and fixed is not None and temperature != fixed:
+        raise ToolError(
+            "invalid_arguments",
+            f"{spec.name} takes no temperature but {fixed:g} (its provider pins sampling while it thinks); "
+            "leave temperature out, or choose a model without pinned sampling.",
+        )
+
+
+@dataclass
+class CallContext:
+    """What one call knows about its caller, and where its timings accumulate."""
+
+    user: AbstractBaseUser | None
+    request_id: str
+    on_progress: TextCallback | None = None
+    on_stream: TextCallback | None = None
+    on_reasoning: TextCallback | None = None
+    # Whose per-user slots provider requests hold; the user's id unless a background job names itself.
+    owner: Any = None
+    # The call's deadline (seconds) and when it passes (perf_counter), so a provider request
+    # can stop just before it: see `set_deadline`.
+    deadline_s: float | None = None
+    deadline_at: float | None = None
+    user_sem_wait_ms: float = 0.0
+    global_sem_wait_ms: float = 0.0
+    provider_sem_wait_ms: float = 0.0
+    conversation_wait_ms: float = 0.0
+    processing_ms: float = 0.0
+    # What the metrics sample records: the provider and model last called (known even when
+    # the call fails), time to first token of the first call, tokens of all of them.
+    provider: str | None = None
+    model: str | None = None
+    ttft_ms: float | None = None  # from the start of the tool call, waits included: what the caller sees
+    started: float = field(default_factory=time.perf_counter)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    reasoning_tokens: int = 0
+
+    def set_deadline(self, seconds: float) -> None:
+        self.deadline_s, self.deadline_at = seconds, time.perf_counter() + seconds
+
+    @property
+    def slot_owner(self) -> Any:
+        return self.owner if self.owner is not None else getattr(self.user, "pk", None)
+
+    def latency_metrics(self) -> LatencyMetrics:
+        """The call's timings so far, as `metadata.latency_metrics` reports them."""
+        return {
+            "total_latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "global_sem_wait_ms": round(self.global_sem_wait_ms, 3),
+            "provider_sem_wait_ms": round(self.provider_sem_wait_ms, 3),
+            "processing_ms": round(self.processing_ms, 3),
+            "user_sem_wait_ms": round(self.user_sem_wait_ms, 3),
+            "conversation_wait_ms": round(self.conversation_wait_ms, 3),
+        }
+
+    async def progress(self, message: str) -> None:
+        if self.on_progress is not None:
+            await self.on_progress(message)
+
+    async def provider_request(
+        self, provider: Provider, work: Callable[[], Awaitable[T]], *, model: str | None = None, operation: str = "chat"
+    ) -> T:
+        """Run one provider request behind its circuit breaker and inside its throttle slots.
+
+        The slots are those of `provider`, whatever the tool. An open circuit fails fast before
+        any slot is taken; the outcome is recorded after the slots are given back, so the
+        breaker's round trip never holds capacity. A reply that survived a fault (a stream cut
+        after some text) is returned, and its fault counted and captured like an error.
+        """
+        self.provider, self.model = provider.name, model or self.model
+        call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": self.model})
+        breaker = get_circuit_breaker()
+        for attempt in itertools.count():
+            admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
+            try:
+                async with self.provider_work(provider.name):
+                    result = await work()
+            except ProviderError as exc:
+                capture_exception(
+                    exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
+                )
+                await breaker.record(provider.name, exc, probe=admission.probe)
+                wait = self._rate_limit_wait(provider, exc, attempt)
+                if wait is None:
+                    raise
+                await self.progress(f"{provider.label} is rate limiting; trying again in {wait:.1f}s")
+                await asyncio.sleep(wait)
+                continue
+            fault = result.fault if isinstance(result, ChatResult) else None
+            if fault is not None:
+                capture_exception(fault, context={"status": fault.status, "operation": operation})
+            await breaker.record(provider.name, fault, probe=admission.probe)
+            return result
+        raise AssertionError("itertools.count() never ends")  # for the type checker
+
+    def _rate_limit_wait(self, provider: Provider, exc: ProviderError, attempt: int) -> float | None:
+        """How long to wait before trying a rate-limited request again; None = give up now."""
+        if exc.status != 429:
+            return None
+        provider_rate_limited(provider.name)
+        if attempt >= len(_RATE_LIMIT_WAITS_S):
+            return None
+        wait = exc.retry_after_s if exc.retry_after_s is not None else _RATE_LIMIT_WAITS_S[attempt]
+        if self.deadline_at is not None and time.perf_counter() + wait + _DEADLINE_MARGIN_S >= self.deadline_at:
+            return None
+        return wait
+
+    async def call_provider(
+        self,
+        resolved: ResolvedModel,
+        messages: list[ChatMessage],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        thinking_mode: ThinkingMode | None = None,
+        web_search: bool = False,
+        response_format: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        """One chat completion: streamed to the caller, bounded by the tool's deadline.
+
+        `temperature` is the caller's explicit choice: a model that pins it refuses the call
+        with `invalid_arguments`. `web_search` turns on the provider's built-in search, where
+        the model has one. When the deadline comes while the model is still writing, what it
+        wrote is returned with finish_reason `deadline`.
+        """
+        provider, spec = resolved.provider, resolved.spec
+        check_sampling(spec, temperature)
+        reply = ReplyCollector(spec.name, self.on_stream, self.on_reasoning)
+        opened = time.perf_counter()
+
+        def chat() -> Awaitable[ChatResult]:
+            return provider.chat(
+                spec=spec,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                reply=reply,
+                thinking_mode=thinking_mode,
+                response_format=response_format,
+                web_search=web_search and spec.web_search,
+            )
+
+        try:
+            async with self._before_deadline():
+                result = await self.provider_request(provider, chat, model=spec.name)
+        except TimeoutError:
+            if not reply.text.strip():
+                raise ToolError(
+                    "timeout",
+                    f"the call's deadline of {self.deadline_s:g}s passed before {spec.name} began its answer"
+                    + (" (it was still thinking)." if reply.result.ttft_ms is not None else "."),
+                ) from None
+            result = reply.cut("deadline")
+        if self.ttft_ms is None and reply.result.ttft_ms is not None:
+            self.ttft_ms = (opened - self.started) * 1000 + reply.result.ttft_ms
+        self.tokens_in += result.tokens_in
+        self.tokens_out += result.tokens_out
+        self.reasoning_tokens += result.reasoning_tokens
+        return result
+
+    @asynccontextmanager
+    async def _before_deadline(self) -> AsyncIterator[None]:
+        """Stop the body just before the tool's deadline, leaving time to keep what it produced."""
+        if self.deadline_at is None or self.deadline_s is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        margin = min(_DEADLINE_MARGIN_S, self.deadline_s / 10)
+        remaining = self.deadline_at - margin - time.perf_counter()
+        async with asyncio.timeout_at(loop.time() + max(0.0, remaining)):
+            yield
+
+    async def record_turn(
+        self, *, conversation: Any, tool: str, prompt: str, resolved: ResolvedModel, reply: ChatResult, **metadata: Any
+    ) -> Any:
+        """Keep the question and the model's answer as a turn of the thread (creating it); return the thread."""
+        return await database_sync_to_async(conversation_record_turn)(
+            user=self.user,
+            conversation=conversation,
+            tool=tool,
+            prompt=prompt,
+            reply=reply.text,
+            provider=resolved.provider.name,
+            model=reply.model,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            metadata={"request_id": self.request_id, "finish_reason": reply.finish_reason, **metadata},
+        )
+
+    @asynccontextmanager
+    async def provider_work(self, provider: str) -> AsyncIterator[float]:
+        """Hold this call's slots (user, global, provider) around one piece of provider work.
+
+        The waits and the work's own time land in the latency metrics; yields when the work started.
+        """
+        async with get_throttle().slots(provider=provider, user_id=self.slot_owner) as waits:
+            self.user_sem_wait_ms += waits.user_ms
+            self.global_sem_wait_ms += waits.global_ms
+            self.provider_sem_wait_ms += waits.provider_ms
+            started = time.perf_counter()
+            try:
+                yield started
+            finally:
+                self.processing_ms += (time.perf_counter() - started) * 1000
+
+
+@asynccontextmanager
+async def background_call(operation: str) -> AsyncIterator[CallContext]:
+    """A context for provider work outside any tool call (the error investigator, file cleanup).
+
+    Its requests take the one path like a tool's, hold slots under `operation`'s name instead
+    of a user's, stop at the model-call deadline (EXAI_TOOL_TIMEOUT_S), and leave one latency
+    sample named after `operation`.
+    """
+    ctx = CallContext(user=None, request_id=f"{operation}-{uuid.uuid4().hex[:12]}", owner=operation)
+    ctx.set_deadline(settings.EXAI_TOOL_TIMEOUT_S)
+    status = "ok"
+    try:
+        yield ctx
+    except ProviderError as exc:
+        status = exc.code
+        raise
+    except ToolError as exc:
+        status = exc.code
+        raise
+    except asyncio.CancelledError:
+        status = "cancelled"
+        raise
+    except Exception:
+        status = "internal"
+        raise
+    finally:
+        record_call(
+            tool=operation,
+            user_id=None,
+            request_id=ctx.request_id,
+            status=status,
+            metrics=ctx.latency_metrics(),
+            provider=ctx.provider,
+            model=ctx.model,
+            ttft_ms=ctx.ttft_ms,
+            tokens_in=ctx.tokens_in,
+            tokens_out=ctx.tokens_out,
+        )
+
+
+def reply_metadata(reply: ChatResult) -> dict[str, Any]:
+    """What a tool's result says about the model's reply: tokens, reasoning, and how it ended."""
+    metadata: dict[str, Any] = {
+        "tokens_in": reply.tokens_in,
+        "tokens_out": reply.tokens_out,
+        "reasoning_tokens": reply.reasoning_tokens,
+        "finish_reason": reply.finish_reason,
+    }
+    if reply.incomplete:
+        metadata["incomplete"] = True
+    return metadata
