@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/file_ingest.py
 	$(BIN)/python benchmarks/metrics_overhead.py
 	$(BIN)/python benchmarks/tool_schemas.py
+	$(BIN)/python benchmarks/providers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

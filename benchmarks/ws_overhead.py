@@ -61,7 +61,7 @@ async def drive_sdk(base_url: str, clients: int, calls: int) -> tuple[float, lis
     async def one(prompt: str) -> None:
         started = time.perf_counter()
         stream = await client.chat.completions.create(
-            model="kimi-k2-0905-preview", messages=[{"role": "user", "content": prompt}], stream=True
+            model="kimi-k2.6", messages=[{"role": "user", "content": prompt}], stream=True
         )
         async for _ in stream:
             pass
