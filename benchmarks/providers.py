@@ -86,7 +86,7 @@ def bare_zhipuai(stub_url: str, model: str, prompt: str) -> int:
 
 async def through_layer(model: str, prompt: str) -> int:
     from tools_app.providers import resolve_model
-    from tools_app.providers.base import ReplyCollector
+    from tools_app.providers.replies import ReplyCollector
 
     resolved = await resolve_model(model)
     chunks = 0

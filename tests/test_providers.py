@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tools_app.providers import ProviderError, resolve_model
-from tools_app.providers.base import ChatResult, ReplyCollector
+from tools_app.providers.replies import ChatResult, ReplyCollector
 
 # A thinking model and a plain one of each provider, as they list them today.
 MODELS = ["kimi-k2.6", "moonshot-v1-128k", "glm-5.1", "glm-4.5"]

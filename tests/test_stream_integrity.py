@@ -11,7 +11,7 @@ from errors_app.capture import take_pending
 from tests.helpers import metadata, run
 from tools_app.circuit import get_circuit_breaker
 from tools_app.models import Message
-from tools_app.providers.base import CUT_NOTES
+from tools_app.providers.replies import CUT_NOTES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,7 +68,8 @@ async def test_an_answer_cut_incomplete_is_never_served_from_the_cache(user: Any
 @pytest.mark.parametrize("model", ["kimi-k2.6", "glm-5.1"])
 async def test_an_output_budget_spent_on_reasoning_is_an_error_that_says_so(user: Any, stub: Any, model: str) -> None:
     from tools_app.providers import resolve_model
-    from tools_app.providers.base import ProviderError, ReplyCollector
+    from tools_app.providers.base import ProviderError
+    from tools_app.providers.replies import ReplyCollector
 
     resolved = await resolve_model(model)
     with pytest.raises(ProviderError) as caught:

@@ -32,7 +32,8 @@ from tools_app.circuit import get_circuit_breaker
 from tools_app.conversations import conversation_record_turn
 from tools_app.errors import ToolError
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
-from tools_app.providers.base import ChatMessage, ModelSpec, ReplyCollector, ThinkingMode
+from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
+from tools_app.providers.replies import ReplyCollector
 from tools_app.throttle import get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
 

@@ -9,10 +9,11 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from tools_app.providers.base import ChatResult, ModelSpec, Provider, ProviderError
+from tools_app.providers.base import ModelSpec, Provider, ProviderError
 from tools_app.providers.glm import GlmProvider
 from tools_app.providers.kimi import KimiProvider
 from tools_app.providers.local import LocalProvider
+from tools_app.providers.replies import ChatResult
 
 __all__ = [
     "ChatResult",

@@ -32,17 +32,16 @@ from zhipuai.core._errors import (
 
 from tools_app.providers.base import (
     ChatMessage,
-    ChatResult,
     ModelSpec,
     Provider,
     ProviderError,
     ProviderFile,
-    ReplyCollector,
     ThinkingMode,
     extracted_text,
 )
 from tools_app.providers.catalogue import Family
 from tools_app.providers.openai_compatible import unreadable
+from tools_app.providers.replies import ChatResult, ReplyCollector
 
 _DONE = object()
 T = TypeVar("T")

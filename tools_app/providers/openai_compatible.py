@@ -15,15 +15,14 @@ from django.conf import settings
 
 from tools_app.providers.base import (
     ChatMessage,
-    ChatResult,
     ModelSpec,
     Provider,
     ProviderError,
     ProviderFile,
-    ReplyCollector,
     ThinkingMode,
     extracted_text,
 )
+from tools_app.providers.replies import ChatResult, ReplyCollector
 
 
 class OpenAICompatibleProvider(Provider):
