@@ -48,33 +48,27 @@ import itertools
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-try:
-    from tests.stub_world import (
-        GLM_TODAY,
-        KIMI_DEFAULT_MAX_TOKENS,
-        KIMI_TODAY,
-        model_list,
-        reasoning_for,
-        refusal,
-        thinking_active,
-    )
-except ImportError:  # run as a script (benchmarks): tests/ is the import root then
-    from stub_world import (  # type: ignore[no-redef]
-        GLM_TODAY,
-        KIMI_DEFAULT_MAX_TOKENS,
-        KIMI_TODAY,
-        model_list,
-        reasoning_for,
-        refusal,
-        thinking_active,
-    )
+if __package__ in (None, ""):  # run as a script (benchmarks): make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.stub_world import (
+    GLM_TODAY,
+    KIMI_DEFAULT_MAX_TOKENS,
+    KIMI_TODAY,
+    model_list,
+    reasoning_for,
+    refusal,
+    thinking_active,
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -47,33 +47,41 @@ class Family:
     """What we know of a family of model ids (a full-match regex), merged into each listed id."""
 
     pattern: str
-    context_window: int
-    max_output_tokens: int
-    description: str
-    vision: bool = False
-    web_search: bool = False
-    thinking: bool = False
-    function_calling: bool = True
-    # The only temperature the model accepts (Moonshot pins its thinking models to 1).
-    fixed_temperature: float | None = None
+    facts: ModelSpec  # a template: each listed id of the family gets these, with its own name
 
     def matches(self, model: str) -> bool:
         return re.fullmatch(self.pattern, model) is not None
 
     def spec(self, model: str, provider: str, *, listed: bool) -> ModelSpec:
-        return ModelSpec(
-            name=model,
-            provider=provider,
-            context_window=self.context_window,
-            max_output_tokens=self.max_output_tokens,
-            vision=self.vision,
-            web_search=self.web_search,
-            thinking=self.thinking,
-            function_calling=self.function_calling,
-            fixed_temperature=self.fixed_temperature,
-            description=self.description,
-            listed=listed,
-        )
+        return replace(self.facts, name=model, provider=provider, listed=listed)
+
+
+def family(
+    pattern: str,
+    context_window: int,
+    max_output_tokens: int,
+    description: str,
+    *,
+    vision: bool = False,
+    web_search: bool = False,
+    thinking: bool = False,
+    function_calling: bool = True,
+    fixed_temperature: float | None = None,
+) -> Family:
+    """A family's facts; `fixed_temperature` is the only one the model takes (Moonshot pins its thinking models)."""
+    facts = ModelSpec(
+        name="",
+        provider="",
+        context_window=context_window,
+        max_output_tokens=max_output_tokens,
+        vision=vision,
+        web_search=web_search,
+        thinking=thinking,
+        function_calling=function_calling,
+        fixed_temperature=fixed_temperature,
+        description=description,
+    )
+    return Family(pattern, facts)
 
 
 def model_spec(provider: Provider, model: str, *, listed: bool = True) -> ModelSpec:

@@ -39,7 +39,7 @@ from tools_app.providers.base import (
     ThinkingMode,
     extracted_text,
 )
-from tools_app.providers.catalogue import Family
+from tools_app.providers.catalogue import Family, family
 from tools_app.providers.openai_compatible import unreadable
 from tools_app.providers.replies import ChatResult, ReplyCollector
 
@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 def _glm(pattern: str, context: int, output: int, description: str, *, vision: bool = False) -> Family:
     """A hybrid reasoning family (GLM-4.5 onwards): thinking on by default, switchable per request."""
-    return Family(pattern, context, output, description, vision=vision, thinking=True, web_search=not vision)
+    return family(pattern, context, output, description, vision=vision, thinking=True, web_search=not vision)
 
 
 class GlmProvider(Provider):
@@ -62,7 +62,7 @@ class GlmProvider(Provider):
         _glm(r"glm-5.*", 200_000, 128_000, "GLM-5 line"),
         _glm(r"glm-4\.[67].*", 200_000, 128_000, "GLM-4.6/4.7"),
         _glm(r"glm-4\.5.*", 131_072, 98_304, "GLM-4.5 line"),
-        Family(r"glm-4.*", 128_000, 16_384, "GLM-4, before hybrid reasoning"),
+        family(r"glm-4.*", 128_000, 16_384, "GLM-4, before hybrid reasoning"),
     )
     preference = (r"glm-5\.2", r"glm-5\.1", r"glm-5", r"glm-4\.7", r"glm-4\.6", r"glm-4\.5", r"glm-\d.*")
     known_models = ("glm-5.1", "glm-4.6", "glm-4.5", "glm-4.5-air", "glm-4.5v")

@@ -11,13 +11,13 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.providers.base import ModelSpec, ThinkingMode
-from tools_app.providers.catalogue import Family
+from tools_app.providers.catalogue import Family, family
 from tools_app.providers.openai_compatible import OpenAICompatibleProvider
 
 
 def _k(pattern: str, description: str, *, vision: bool = False) -> Family:
     """A family of the K line: 256k context, thinking, sampling pinned."""
-    return Family(
+    return family(
         pattern, 262_144, 32_768, description, vision=vision, thinking=True, fixed_temperature=1.0, web_search=True
     )
 
@@ -32,12 +32,12 @@ class KimiProvider(OpenAICompatibleProvider):
         _k(r"kimi-k2\.7-code.*", "Kimi K2.7 for code, thinking"),
         _k(r"kimi-k\d+(\.\d+)?", "Kimi flagship, thinking, text and images", vision=True),
         _k(r"kimi-k\d.*", "Kimi K line, thinking"),
-        Family(r"moonshot-v1-8k-vision.*", 8_192, 4_096, "Moonshot v1 with image input", vision=True),
-        Family(r"moonshot-v1-32k-vision.*", 32_768, 8_192, "Moonshot v1 with image input", vision=True),
-        Family(r"moonshot-v1-128k-vision.*", 131_072, 8_192, "Moonshot v1 with image input", vision=True),
-        Family(r"moonshot-v1-8k", 8_192, 4_096, "Moonshot v1, short context"),
-        Family(r"moonshot-v1-32k", 32_768, 8_192, "Moonshot v1"),
-        Family(r"moonshot-v1-(128k|auto)", 131_072, 8_192, "Moonshot v1, long context"),
+        family(r"moonshot-v1-8k-vision.*", 8_192, 4_096, "Moonshot v1 with image input", vision=True),
+        family(r"moonshot-v1-32k-vision.*", 32_768, 8_192, "Moonshot v1 with image input", vision=True),
+        family(r"moonshot-v1-128k-vision.*", 131_072, 8_192, "Moonshot v1 with image input", vision=True),
+        family(r"moonshot-v1-8k", 8_192, 4_096, "Moonshot v1, short context"),
+        family(r"moonshot-v1-32k", 32_768, 8_192, "Moonshot v1"),
+        family(r"moonshot-v1-(128k|auto)", 131_072, 8_192, "Moonshot v1, long context"),
     )
     preference = (
         r"kimi-k2\.6",
