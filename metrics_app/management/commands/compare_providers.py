@@ -16,7 +16,11 @@ class Command(MeasuringCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--models", required=True, help="Comma-separated models, e.g. kimi-k2-0905-preview,glm-4.6")
+        parser.add_argument(
+            "--models",
+            required=True,
+            help="Comma-separated models or aliases, e.g. kimi-k2.6,glm-5.1 (listmodels shows what is served)",
+        )
         parser.add_argument("--payload-sizes", default="1k,10k,100k", help="Prompt sizes: 1k,10k,100k")
 
     def handle(self, *args: Any, **options: Any) -> None:
