@@ -124,7 +124,8 @@ async def test_a_failed_upload_is_recorded_and_retried_by_the_next_call(user: An
 
 
 async def test_callers_waiting_on_a_failing_upload_share_its_error_instead_of_retrying(user: Any, stub: Any) -> None:
-    ids = [await give(user, BIG, "slowfail[[stub:delay=0.3]][[stub:status=503]].txt") for _ in range(5)]
+    # Slow enough that every caller is waiting before the first upload fails, on a busy machine too.
+    ids = [await give(user, BIG, "slowfail[[stub:delay=1]][[stub:status=503]].txt") for _ in range(5)]
     outcomes = await asyncio.gather(*(run(user, "kimi_upload_files", {"files": [i]}) for i in ids))
     assert {error_of(o)[0] for o in outcomes} == {"provider_error"}
     assert len(stub.of_kind("file_upload_attempt")) == 1

@@ -305,7 +305,9 @@ class _Handoff:
         self._items.append(item)
         if not self._asked.is_set():
             self._asked.set()
-            self._loop.call_soon_threadsafe(self._ready.set)
+            # A stream still ending in its thread after its loop closed: nobody waits for it.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._ready.set)
 
     async def get(self) -> Any:
         while not self._items:

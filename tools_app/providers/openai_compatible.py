@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import openai
 from django.conf import settings
 
@@ -44,6 +43,9 @@ class OpenAICompatibleProvider(Provider):
                 # Per read, not per request: connect, first byte and each gap between two chunks.
                 timeout=self.timeout_s,
                 max_retries=settings.EXAI_PROVIDER_MAX_RETRIES,
+                # The SDK's defaults, without its wrapper's __del__, which closes a forgotten client's
+                # connections on whatever loop runs then: not theirs, once their loop has gone.
+                http_client=openai.DefaultAsyncHttpxClient(),
             )
         return client
 
@@ -131,9 +133,9 @@ class OpenAICompatibleProvider(Provider):
                 async for chunk in stream:
                     silence.reschedule(loop.time() + self.timeout_s)
                     await _absorb(chunk, reply, calls)
-        except TimeoutError:
+        except (TimeoutError, openai.APITimeoutError):  # ours, or the SDK's read timeout: the same silence
             reply.interrupted(self.timed_out())
-        except (httpx.TransportError, openai.APIConnectionError) as exc:
+        except openai.APIConnectionError as exc:  # the SDK's word for a broken transport
             reply.interrupted(ProviderError(f"{self.label}'s connection broke mid-answer: {exc}", retryable=True))
 
     async def chat_with_tools(
