@@ -180,8 +180,10 @@ class WorkflowTool(Tool):
         conversation: Any,
         base: dict[str, Any],
     ) -> ToolResult:
-        resolved = await resolve_tool_model(arguments.get("model"), vision=bool(arguments.get("images")))
         files = await resolve_files(ctx, relevant_files(steps))
+        resolved = await resolve_tool_model(
+            arguments.get("model"), vision=bool(arguments.get("images")), files=bool(files)
+        )
         _, history = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=str(conversation.id), exclude_run=steps[0]["run"] if steps else None
         )
