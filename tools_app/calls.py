@@ -142,7 +142,9 @@ class CallContext:
                     exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
                 )
                 await breaker.record(provider.name, exc, probe=admission.probe)
-                wait = self._rate_limit_wait(provider, exc, attempt)
+                if exc.status == 429:
+                    provider_rate_limited(provider.name)  # fewer requests at once, for a while
+                wait = self._rate_limit_wait(exc, attempt)
                 if wait is None:
                     raise
                 await self.progress(f"{provider.label} is rate limiting; trying again in {wait:.1f}s")
@@ -155,12 +157,9 @@ class CallContext:
             return result
         raise AssertionError("itertools.count() never ends")  # for the type checker
 
-    def _rate_limit_wait(self, provider: Provider, exc: ProviderError, attempt: int) -> float | None:
+    def _rate_limit_wait(self, exc: ProviderError, attempt: int) -> float | None:
         """How long to wait before trying a rate-limited request again; None = give up now."""
-        if exc.status != 429:
-            return None
-        provider_rate_limited(provider.name)
-        if attempt >= len(_RATE_LIMIT_WAITS_S):
+        if exc.status != 429 or attempt >= len(_RATE_LIMIT_WAITS_S):
             return None
         wait = exc.retry_after_s if exc.retry_after_s is not None else _RATE_LIMIT_WAITS_S[attempt]
         if self.deadline_at is not None and time.perf_counter() + wait + _DEADLINE_MARGIN_S >= self.deadline_at:
