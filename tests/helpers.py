@@ -60,3 +60,20 @@ def metadata(outcome: dict[str, Any]) -> dict[str, Any]:
     """The metadata of a successful call (failing the test, with the error, otherwise)."""
     assert "error" not in outcome, outcome
     return outcome["outputs"][0]["metadata"]
+
+
+async def captured_errors(containing: str = "", timeout: float = 3.0) -> list[Any]:
+    """The captured errors (ErrorInvestigation rows) whose message contains `containing`, once
+    there is one: written now if pending, or by the background flush, which may be under way."""
+    from channels.db import database_sync_to_async
+
+    from errors_app.capture import flush_errors
+    from errors_app.models import ErrorInvestigation
+
+    async with asyncio.timeout(timeout):
+        while True:
+            await database_sync_to_async(flush_errors)()
+            found = [error async for error in ErrorInvestigation.objects.filter(error_message__contains=containing)]
+            if found:
+                return found
+            await asyncio.sleep(0.05)

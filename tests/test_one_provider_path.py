@@ -14,12 +14,12 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from errors_app import services as error_services
-from errors_app.capture import Pending, take_pending
+from errors_app.capture import Pending
 from errors_app.models import ErrorInvestigation
 from files_app.blobs import blob_from_chunks
 from files_app.services import file_ingest
 from metrics_app.recorder import buffer
-from tests.helpers import run
+from tests.helpers import captured_errors, run
 from tools_app.circuit import get_circuit_breaker
 from tools_app.providers import ProviderError
 
@@ -49,8 +49,8 @@ async def test_web_search_fails_fast_on_an_open_circuit(user: Any, stub: Any) ->
 async def test_a_failing_web_search_is_captured_and_counted_against_the_provider(user: Any) -> None:
     outcome = await run(user, "glm_web_search", {"query": "django [[stub:status=500]]"})
     assert outcome["error"]["code"] == "provider_error"
-    [pending] = take_pending()
-    assert pending.context["operation"] == "web search" and pending.context["provider"] == "glm"
+    [error] = await captured_errors("stub search error")
+    assert error.error_context["operation"] == "web search" and error.error_context["provider"] == "glm"
     assert (await get_circuit_breaker().snapshot(["glm"]))["glm"]["failures"] == 1
 
 

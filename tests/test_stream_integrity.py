@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from errors_app.capture import take_pending
-from tests.helpers import metadata, run
+from tests.helpers import captured_errors, metadata, run
 from tools_app.circuit import get_circuit_breaker
 from tools_app.models import Message
 from tools_app.providers.replies import CUT_NOTES
@@ -18,16 +17,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MODELS = ["kimi-k2.6", "moonshot-v1-128k", "glm-5.1"]
 
 
-def captured() -> list[str]:
-    return [pending.message for pending in take_pending()]
-
-
 @pytest.mark.parametrize("model", MODELS)
 async def test_an_html_page_instead_of_a_stream_is_a_retryable_provider_error(user: Any, model: str) -> None:
     outcome = await run(user, "chat", {"prompt": "hi [[stub:garbage=yes]]", "model": model})
     assert outcome["error"]["code"] == "provider_error"
     assert "text/html instead of an event stream" in outcome["error"]["message"]
-    assert any("text/html" in message for message in captured())
+    assert await captured_errors("text/html")
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -36,7 +31,7 @@ async def test_a_stream_that_ends_before_any_answer_is_a_provider_error(user: An
     outcome = await run(user, "chat", {"prompt": f"hi [[stub:{directive}=0]]", "model": model})
     assert outcome["error"]["code"] == "provider_error"
     assert "before any answer" in outcome["error"]["message"] or "broke" in outcome["error"]["message"]
-    assert captured()
+    assert await captured_errors()
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -49,7 +44,7 @@ async def test_a_stream_cut_mid_answer_returns_its_text_marked_incomplete_and_co
     assert (meta["finish_reason"], meta["incomplete"]) == ("incomplete", True)
     assert outcome["text"].startswith("word0 word1") and "word10" not in outcome["text"]
     assert outcome["text"].endswith(CUT_NOTES["incomplete"])
-    assert captured()  # the fault is an error of its own
+    assert await captured_errors()  # the fault is an error of its own
     provider = "glm" if model.startswith("glm") else "kimi"
     circuit = (await get_circuit_breaker().snapshot([provider]))[provider]
     assert circuit["failures"] == 1
@@ -89,7 +84,7 @@ async def test_a_provider_silent_mid_answer_keeps_the_text_and_fails_as_timeout_
     settings.EXAI_GLM_TIMEOUT_S = 0.3
     outcome = await run(user, "chat", {"prompt": "[[stub:words=20]] [[stub:silence=3]]", "model": "glm-5.1"})
     assert metadata(outcome)["finish_reason"] == "incomplete" and outcome["text"].startswith("word0")
-    assert any("GLM said nothing for" in message for message in captured())
+    assert await captured_errors("GLM said nothing for")
 
 
 async def test_a_steady_long_answer_is_cut_by_the_deadline_keeping_its_text_and_the_provider_stays_healthy(
