@@ -68,13 +68,13 @@ async def test_a_429_halves_the_providers_concurrency_which_then_recovers_step_b
     stub: Any, settings: Any
 ) -> None:
     settings.EXAI_KIMI_MAX_CONCURRENCY = 6
-    settings.EXAI_RATE_LIMIT_RECOVERY_S = 0.2
+    settings.EXAI_RATE_LIMIT_RECOVERY_S = 0.5
     assert provider_rate_limited("kimi") == 3
     assert provider_rate_limited("kimi") == 1
     assert provider_limit("kimi") == 1 and provider_limit("glm") == settings.EXAI_GLM_MAX_CONCURRENCY
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(1.1)  # two recovery steps (the next one is 0.4 s away)
     assert provider_limit("kimi") == 3
-    await asyncio.sleep(0.7)
+    await asyncio.sleep(1.5)
     assert provider_limit("kimi") == 6
 
 
