@@ -86,19 +86,6 @@ def check_limits(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
     return problems
 
 
-@register(Tags.security, deploy=True)
-def check_secret_key(app_configs: Any, **kwargs: Any) -> list[Warning]:
-    if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
-        return [
-            Warning(
-                "DJANGO_SECRET_KEY is the public development key while DJANGO_DEBUG is off.",
-                hint="Set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) to a long random value.",
-                id="exai.W001",
-            )
-        ]
-    return []
-
-
 @register(Tags.compatibility)
 def check_tool_names(app_configs: Any, **kwargs: Any) -> list[Warning]:
     from tools_app.tools import REGISTRY

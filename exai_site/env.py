@@ -1,6 +1,9 @@
 """Tiny typed readers for environment variables that fail loudly on a bad value."""
 
 import os
+import secrets
+import time
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -84,3 +87,25 @@ def env_rate(name: str, default: str) -> str | None:
     if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
         raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write it as e.g. 600/minute, or 0 for none.")
     return value
+
+
+def installation_secret_key(path: Path) -> str:
+    """This installation's own secret key: read from `path`, or made there (mode 0600) on first use.
+
+    Several processes may start at once: the first to create the file writes the key, the
+    others read what it wrote.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # a process that created it a moment ago may still be writing
+            key = path.read_text(encoding="utf-8").strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise ImproperlyConfigured(f"{path} is empty; delete it to make a new key, or set DJANGO_SECRET_KEY.") from None
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key

@@ -6,15 +6,23 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from exai_site.env import env_bool, env_float, env_int, env_list, env_rate, env_str
+from exai_site.env import env_bool, env_float, env_int, env_list, env_rate, env_str, installation_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# The development key is public on purpose; `manage.py check` (exai.W001) and
-# `check --deploy` refuse it when DEBUG is off.
-DEV_SECRET_KEY = "dev-insecure-exai-secret-key-change-me-in-production-0123456789"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", True)
+# The key signs every JWT: a known one lets anyone forge an admin token. A DEBUG-off process
+# (production) refuses to start without one; a development server with none makes its own,
+# kept private (mode 0600) beside the data, so `make run` needs no configuration.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_DEBUG is off and neither DJANGO_SECRET_KEY nor DJANGO_SECRET_KEY_FILE is set; refusing to "
+            "start with a key others could know. Set one to a long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, the same in every server process."
+        )
+    SECRET_KEY = installation_secret_key(BASE_DIR / "var" / "secret_key")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 # Browser pages on other origins allowed to open the WebSockets and POST /mcp, and trusted for
 # CSRF (e.g. https://exai.example.com behind a TLS proxy). Pages on ALLOWED_HOSTS always are;

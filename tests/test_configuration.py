@@ -69,11 +69,6 @@ def test_a_configuration_mistake_is_a_system_check_with_a_hint(
     assert messages and messages[0].hint
 
 
-def test_the_development_secret_key_is_flagged_when_debug_is_off(settings: Any) -> None:
-    settings.DEBUG = False
-    assert "exai.W001" in check_ids(include_deployment_checks=True)
-
-
 def test_every_variable_the_settings_read_is_documented_in_env_example_and_the_readme() -> None:
     import re
     from pathlib import Path

@@ -9,17 +9,20 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client, RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from exai_site.api_errors import server_error
+from exai_site.auth import authenticate_token
 from exai_site.models import IssuedToken
 from files_app.services import file_ingest_text
 from metrics_app.models import Baseline
-from tests.conftest import ROOT, access_token
+from tests.conftest import ROOT, ServerProcess, access_token
 from tests.helpers import call, communicator
 from tools_app.models import Conversation
 
@@ -101,7 +104,6 @@ def test_check_deploy_passes_with_the_secret_key_from_a_file(tmp_path: Any) -> N
 @pytest.mark.parametrize(
     ("overrides", "complaint"),
     [
-        ({"DJANGO_SECRET_KEY": ""}, "exai.W001"),  # the public development key
         ({"EXAI_HTTPS": "0"}, "security.W004"),  # no HSTS, cookies over plain http
     ],
 )
@@ -109,6 +111,31 @@ def test_check_deploy_fails_without_a_production_setting(overrides: dict[str, st
     env = {k: v for k, v in {**PRODUCTION, **overrides}.items() if v}
     result = manage_check(env)
     assert result.returncode != 0 and complaint in result.stdout + result.stderr
+
+
+def test_a_production_process_refuses_to_start_without_a_secret_key(tmp_path: Any) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_SECRET_KEY"}
+    result = manage_check(env)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+    # daphne runs no system checks: the settings themselves refuse, so the server never listens.
+    server = ServerProcess({**env, "DJANGO_SECRET_KEY": ""})
+    with pytest.raises(RuntimeError, match="exited"):
+        server.start()
+
+
+def test_a_development_server_signs_with_a_key_of_its_own_kept_private() -> None:
+    from django.conf import settings
+
+    key_file = ROOT / "var" / "secret_key"
+    if os.environ.get("DJANGO_SECRET_KEY"):
+        pytest.skip("this run sets its own DJANGO_SECRET_KEY")
+    assert key_file.read_text().strip() == settings.SECRET_KEY and len(settings.SECRET_KEY) >= 50
+    assert key_file.stat().st_mode & 0o077 == 0
+    # The key that used to be written in settings.py signs nothing any more.
+    forged = AccessToken()
+    forged["user_id"] = 1
+    public = jwt.encode(dict(forged.payload), "dev-insecure-exai-secret-key-change-me-in-production-0123456789")
+    assert authenticate_token(public).user is None
 
 
 # --- One error shape ---------------------------------------------------------
