@@ -16,6 +16,7 @@ from errors_app.routing import websocket_urlpatterns as errors_websockets  # noq
 from exai_site import daphne_limits  # noqa: E402
 from exai_site.auth import JwtAuthMiddleware  # noqa: E402
 from exai_site.origins import OriginCheckMiddleware  # noqa: E402
+from exai_site.sockets import SocketGuardMiddleware  # noqa: E402
 from metrics_app.routing import websocket_urlpatterns as metrics_websockets  # noqa: E402
 from tools_app.routing import websocket_urlpatterns as tools_websockets  # noqa: E402
 
@@ -26,9 +27,12 @@ application = ProtocolTypeRouter(
         # The admin's and the dashboard's static files (the chart library is vendored, so the
         # page works with no internet) are served by the server itself, under daphne too.
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        # A page on a foreign origin is refused before its token is even looked at.
+        # A page on a foreign origin is refused before its token is even looked at; sockets are
+        # bounded in number and, until they authenticate, in time and frame size.
         "websocket": OriginCheckMiddleware(
-            JwtAuthMiddleware(URLRouter([*tools_websockets, *errors_websockets, *metrics_websockets]))
+            JwtAuthMiddleware(
+                SocketGuardMiddleware(URLRouter([*tools_websockets, *errors_websockets, *metrics_websockets]))
+            )
         ),
         # `manage.py runworker exai.background` (with Redis): AI investigations off the request path.
         "channel": ChannelNameRouter({"exai.background": BackgroundWorker.as_asgi()}),

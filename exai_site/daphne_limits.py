@@ -15,7 +15,8 @@ asks for it, in 1 MiB chunks instead of 8 KiB (unless set on the command line), 
 Django's spooling is not a thread hop per 8 KiB. Together: a 256 MiB upload went from
 16.6 s and 3.3 GiB of RSS to about 1 s and 15 MiB (benchmarks/file_ingest.py).
 
-WebSocket messages: lift daphne's 1 MiB cap to EXAI's frame limit.
+WebSocket messages: lift daphne's 1 MiB cap to EXAI's frame limit once a socket has
+authenticated; before, its limit is the small EXAI_PRE_AUTH_FRAME_BYTES (exai_site/sockets.py).
 
 Daphne drops any message over 1 MiB (without a close frame) unless it is started
 with --websocket-max-message-size, so the contract's plain
@@ -37,6 +38,8 @@ from collections import deque
 from typing import Any
 
 from django.conf import settings
+
+from exai_site.sockets import FRAME_LIMIT_EXTENSION
 
 DAPHNE_DEFAULT_LIMIT = 1024 * 1024
 DAPHNE_DEFAULT_BODY_CHUNK = 8192
@@ -67,18 +70,53 @@ def install() -> None:
 
     @functools.wraps(create_application)
     def create_application_reading_lazily(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
+        if scope.get("type") == "websocket":
+            scope["extensions"] = {
+                **(scope.get("extensions") or {}),
+                FRAME_LIMIT_EXTENSION: _frame_limit_setter(protocol),
+            }
         queue = create_application(self, protocol, scope)
         if queue is not None and scope.get("type") == "http":
-            _read_spooled_body_lazily(queue, getattr(protocol, "content", None))
+            _read_spooled_body_lazily(queue, protocol)
         return queue
 
     Server.__init__ = __init__
     Server.create_application = create_application_reading_lazily
     Server._exai_limits_installed = True
     _adapt_requests()
+    _close_with_reasons()
 
 
-def _read_spooled_body_lazily(queue: asyncio.Queue[Any], content: Any) -> None:
+def _frame_limit_setter(protocol: Any) -> Any:
+    """Let the application set this socket's largest frame and message (exai_site/sockets.py).
+
+    Going over it closes the socket with 1009 and a reason, rather than dropping the connection.
+    """
+    protocol.failByDrop = False
+
+    def set_limit(size: int) -> None:
+        protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = size
+
+    return set_limit
+
+
+def _close_with_reasons() -> None:
+    """Send the application's close reason to the client too (daphne sends only the code)."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    handle_reply = WebSocketProtocol.handle_reply
+
+    @functools.wraps(handle_reply)
+    def handle_reply_with_reason(self: Any, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.close" and message.get("reason") and self.state == self.STATE_OPEN:
+            self.sendClose(code=message.get("code") or 1000, reason=str(message["reason"])[:120])
+            return
+        handle_reply(self, message)
+
+    WebSocketProtocol.handle_reply = handle_reply_with_reason
+
+
+def _read_spooled_body_lazily(queue: asyncio.Queue[Any], request: Any) -> None:
     """Make `queue` hold (offset, length) for each body chunk and read the bytes on `get`.
 
     Daphne reads the spooled body from offset 0 in order, so a running offset locates
@@ -86,10 +124,13 @@ def _read_spooled_body_lazily(queue: asyncio.Queue[Any], content: Any) -> None:
     Small bodies are kept in memory by Twisted (no file) and are left as they are.
     """
     try:
-        fd = os.dup(content.fileno())
+        fd = os.dup(request.content.fileno())
     except (AttributeError, OSError, io.UnsupportedOperation):
         return
-    close = weakref.finalize(queue, os.close, fd)  # an abandoned request closes it too
+    close = weakref.finalize(queue, os.close, fd)
+    # The spooled file is let go as soon as the request is over (answered, or the client gone),
+    # whether or not the application read the whole body, not whenever the queue is collected.
+    request.notifyFinish().addBoth(lambda _: close())
     items: deque[Any] = deque()
     position = 0
 
@@ -107,6 +148,8 @@ def _read_spooled_body_lazily(queue: asyncio.Queue[Any], content: Any) -> None:
         if isinstance(item, dict):
             return item
         offset, length, more_body = item
+        if not close.alive:  # the request is over: nobody wants the rest
+            return {"type": "http.request", "body": b"", "more_body": False}
         body = os.pread(fd, length, offset)
         if not more_body:
             close()
@@ -129,33 +172,50 @@ class _Discard:
 
 
 def _adapt_requests() -> None:
-    """No multipart parsing by Twisted; 413 from the headers for a body over the upload limit."""
+    """No multipart parsing by Twisted; 413 for a body over the upload limit, from its headers or as it arrives."""
     from daphne.http_protocol import WebRequest
 
     from files_app.uploads import MULTIPART_SLACK, UploadTooLarge
 
     request_init, got_length, process = WebRequest.__init__, WebRequest.gotLength, WebRequest.process
+    handle_content_chunk = WebRequest.handleContentChunk
 
     @functools.wraps(request_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parsePOSTFormSubmission", False)
         request_init(self, *args, **kwargs)
 
-    def gotLength(self: Any, length: int | None) -> None:
-        limit = settings.EXAI_MAX_UPLOAD_BYTES
-        if length is None or length <= limit + MULTIPART_SLACK:
-            got_length(self, length)
-            return
+    def refuse(self: Any) -> None:
+        """Answer 413 and hang up: the rest of the body is never read, what was spooled is let go."""
         message = str(UploadTooLarge().detail)
         body = json.dumps({"error": {"code": "too_large", "message": message, "details": None}}).encode()
         self._exai_refused = True
-        self.content = _Discard()
+        spooled, self.content = getattr(self, "content", None), _Discard()
+        if spooled is not None:
+            spooled.close()
         self.channel.transport.write(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             + body
         )
         self.channel.transport.loseConnection()  # stops reading: the body is never received
+
+    def gotLength(self: Any, length: int | None) -> None:
+        if length is not None and length > settings.EXAI_MAX_UPLOAD_BYTES + MULTIPART_SLACK:
+            refuse(self)
+            return
+        self._exai_received = 0
+        got_length(self, length)
+
+    def handleContentChunk(self: Any, data: bytes) -> None:
+        # A chunked body announces no length: it is counted as it arrives and refused at the limit.
+        if getattr(self, "_exai_refused", False):
+            return
+        self._exai_received += len(data)
+        if self._exai_received > settings.EXAI_MAX_UPLOAD_BYTES + MULTIPART_SLACK:
+            refuse(self)
+            return
+        handle_content_chunk(self, data)
 
     def process_unless_refused(self: Any) -> Any:
         if getattr(self, "_exai_refused", False):
@@ -164,4 +224,5 @@ def _adapt_requests() -> None:
 
     WebRequest.__init__ = __init__
     WebRequest.gotLength = gotLength
+    WebRequest.handleContentChunk = handleContentChunk
     WebRequest.process = process_unless_refused

@@ -297,6 +297,15 @@ EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
 
 # --- Protocol limits -------------------------------------------------------
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
+# A WebSocket that has not authenticated within this is closed (4401); until it has, its frames
+# may be this large at most (1009 beyond).
+EXAI_HELLO_TIMEOUT_S = env_float("EXAI_HELLO_TIMEOUT_S", 15.0, minimum=0.1)
+EXAI_PRE_AUTH_FRAME_BYTES = env_int("EXAI_PRE_AUTH_FRAME_BYTES", 64 * 1024, minimum=1024)
+# Open WebSockets per client address, per user, and in all in one process (also never more than
+# its file-descriptor limit leaves room for); the excess is closed with 4429.
+EXAI_WS_MAX_PER_ADDRESS = env_int("EXAI_WS_MAX_PER_ADDRESS", 100, minimum=1)
+EXAI_WS_MAX_PER_USER = env_int("EXAI_WS_MAX_PER_USER", 100, minimum=1)
+EXAI_WS_MAX_SOCKETS = env_int("EXAI_WS_MAX_SOCKETS", 10_000, minimum=1)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
 # A call whose /ws socket drops runs on this long for the client to reconnect and resend its

@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from exai_site.auth import Authentication, authenticate_token
+from exai_site.sockets import CLOSE_TOO_MANY, socket_slot
 from metrics_app import live
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
@@ -188,6 +189,11 @@ class ExaiConsumer(AsyncWebsocketConsumer):
                 {"op": "hello_ack", "ok": False, "error": {"code": "unauthorized", "message": auth.error}}
             )
             await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        slot = socket_slot(self.scope)
+        if slot is not None and (refusal := slot.authenticate(auth.user.pk)) is not None:
+            await self.send_json({"op": "hello_ack", "ok": False, "error": {"code": "overloaded", "message": refusal}})
+            await self.close(code=CLOSE_TOO_MANY)
             return
         self.auth = auth
         session_id = message.get("session_id")
