@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import traceback
@@ -147,7 +148,11 @@ def _schedule_flush() -> None:
     if loop is None or loop.is_closed() or _flush_scheduled:
         return
     _flush_scheduled = True
-    loop.call_soon_threadsafe(loop.call_later, settings.EXAI_ERROR_FLUSH_S, _start_flush, loop)
+    # In a context of its own: the capturing request's context holds its executor for the
+    # ORM (asgiref's thread-sensitive mode), which is gone by the time the flush runs.
+    loop.call_soon_threadsafe(
+        loop.call_later, settings.EXAI_ERROR_FLUSH_S, _start_flush, loop, context=contextvars.Context()
+    )
 
 
 def _start_flush(loop: asyncio.AbstractEventLoop) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import websockets
 
+from errors_app.models import ErrorInvestigation
 from tests.conftest import ROOT, ServerProcess
 from tests.helpers import wait_for
 from tools_app.client import ExaiClient
@@ -97,6 +98,23 @@ async def test_rest_over_real_http(server: ServerProcess, token: str) -> None:
         )
     assert response.status_code == 200
     assert response.json()["outputs"][0]["metadata"]["provider"] == "glm"
+
+
+async def test_an_error_in_a_rest_call_is_recorded_with_no_socket_to_flush_it(server: ServerProcess, token: str) -> None:
+    marker = "rest-only-error-7f3a"
+    async with httpx.AsyncClient(base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        response = await client.post(
+            "/api/tools/chat/call/", json={"arguments": {"prompt": f"{marker} [[stub:status=500]]", "model": "kimi"}}
+        )
+    assert response.json()["error"]["code"] == "provider_error"
+
+    async def recorded() -> int:
+        return await ErrorInvestigation.objects.filter(error_type__endswith="ProviderError").acount()
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await recorded() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert await recorded() == 1
 
 
 async def test_closing_an_mcp_http_stream_cancels_the_call(server: ServerProcess, token: str, stub: Any) -> None:
