@@ -1,13 +1,16 @@
-"""JWT authentication for WebSockets and plain async views.
+"""JWT authentication for WebSockets and plain async views, and the admin session for staff feeds.
 
 A token comes from an `Authorization: Bearer` header, a `?token=` query parameter
 (for clients that cannot set headers) or, on the EXAI protocol, the `hello` message.
+The staff feeds also take the admin's session cookie, so the dashboard page needs no token.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,6 +19,7 @@ from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http.cookie import parse_cookie
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -28,6 +32,7 @@ class Authentication:
     expires_at: float | None = None
     error: str | None = None
     token: str | None = None
+    session_key: str | None = None
     checked_at: float = field(default_factory=time.monotonic)
 
     def expired(self) -> bool:
@@ -60,6 +65,33 @@ def authenticate_token(raw: str | None) -> Authentication:
     if user is None or not user.is_active:
         return Authentication(None, error="unauthorized: the token's user does not exist or is inactive")
     return Authentication(user, expires_at=float(token["exp"]), token=raw)
+
+
+def authenticate_session(session_key: str | None) -> Authentication:
+    """Load the user of a Django session (synchronous): a logged-out, expired or outdated session has none."""
+    from django.contrib.auth import get_user
+    from django.contrib.sessions.backends.base import SessionBase
+
+    if not session_key:
+        return Authentication(None, error="unauthorized: no session")
+    store: SessionBase = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    # get_user checks the session's password hash too: a password change ends the session.
+    user = get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]  # it reads only .session
+    if not user.is_authenticated:
+        return Authentication(None, error="unauthorized: the session has ended; log in again")
+    return Authentication(user, expires_at=store.get_expiry_date().timestamp(), session_key=session_key)
+
+
+def reauthenticate(auth: Authentication) -> Authentication:
+    """Check an open socket's credentials again (synchronous): revoked, logged out, deactivated?"""
+    return authenticate_session(auth.session_key) if auth.session_key else authenticate_token(auth.token)
+
+
+def session_key_from_headers(headers: list[tuple[bytes, bytes]] | Any) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            return parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+    return None
 
 
 class RevocableJWTAuthentication(JWTAuthentication):

@@ -2,36 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from exai_site.auth import Authentication, authenticate_session, reauthenticate, session_key_from_headers
+from exai_site.sockets import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, socket_slot
 
 CLOSE_FORBIDDEN = 4403
 
 
 class StaffFeedConsumer(AsyncJsonWebsocketConsumer):
-    """A socket that staff watch a channel-layer group through; anyone else is told and closed (4403)."""
+    """A socket that staff watch a channel-layer group through; anyone else is told and closed (4403).
+
+    It authenticates by access token or, for the dashboard page, by the admin's session
+    cookie, and checks again every EXAI_TOKEN_RECHECK_S: a revoked token, an ended session or
+    a user who is no longer staff stops the feed.
+    """
 
     group: ClassVar[str]
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
         await self.accept()
-        if user is None or not user.is_authenticated or not user.is_staff:
-            await self.send_json({"op": "error", "error": {"code": "forbidden", "message": "staff only"}})
-            await self.close(code=CLOSE_FORBIDDEN)
+        auth: Authentication = self.scope.get("auth") or Authentication(None)
+        if auth.user is None and (session_key := session_key_from_headers(self.scope.get("headers", []))):
+            auth = await database_sync_to_async(authenticate_session)(session_key)
+        self.auth = auth
+        if await self._refused():
+            return
+        slot = socket_slot(self.scope)
+        if slot is not None and (refusal := slot.authenticate(auth.user.pk)) is not None:  # type: ignore[union-attr]
+            await self._refuse("overloaded", refusal, CLOSE_TOO_MANY)
             return
         self.joined = True
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.recheck = asyncio.ensure_future(self._recheck())
         await self.joined_group()
+
+    async def _refused(self) -> bool:
+        """Refuse (and close) unless the credentials are valid and the user is staff."""
+        user = self.auth.user
+        if user is None and self.auth.error:
+            await self._refuse("unauthorized", self.auth.error, CLOSE_UNAUTHORIZED)
+        elif user is None or not user.is_active or not user.is_staff or self.auth.expired():
+            await self._refuse("forbidden", "staff only", CLOSE_FORBIDDEN)
+        else:
+            return False
+        return True
+
+    async def _refuse(self, code: str, message: str, close_code: int) -> None:
+        await self.send_json({"op": "error", "error": {"code": code, "message": message}})
+        await self.close(code=close_code, reason=message)
+
+    async def _recheck(self) -> None:
+        while True:
+            await asyncio.sleep(max(settings.EXAI_TOKEN_RECHECK_S, 0.05))
+            self.auth = await database_sync_to_async(reauthenticate)(self.auth)
+            if await self._refused():
+                return
 
     async def joined_group(self) -> None:
         """Called once a staff member is in the group."""
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "recheck", None) is not None:
+            self.recheck.cancel()
         if getattr(self, "joined", False):
             await self.left_group()
             await self.channel_layer.group_discard(self.group, self.channel_name)

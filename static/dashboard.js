@@ -94,14 +94,18 @@
 
   function connect(delay) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(scheme + "://" + location.host + "/ws/dashboard?token=" + encodeURIComponent(config.token));
+    const socket = new WebSocket(scheme + "://" + location.host + "/ws/dashboard");
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.op === "snapshot") render(message.snapshot);
       else if (message.op === "error") statusLine.textContent = message.error.message;
     };
     socket.onopen = () => { delay = 500; };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
+      if (event.code === 4401 || event.code === 4403) {  // logged out, or no longer staff
+        statusLine.textContent = "the feed has ended: " + (event.reason || "log in again") + " (reload the page)";
+        return;
+      }
       statusLine.textContent = "disconnected; reconnecting…";
       setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
     };

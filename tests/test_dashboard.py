@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from exai_site.asgi import application
+from exai_site.models import IssuedToken
 from metrics_app.dashboard import _database_part, dashboard_snapshot
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
@@ -111,6 +114,59 @@ async def test_the_socket_refuses_non_staff_and_sends_staff_live_snapshots(
                 pass
     finally:
         await watcher.disconnect()
+
+
+async def test_the_page_carries_no_token_and_its_feed_follows_the_admin_session(admin_user: Any, settings: Any) -> None:
+    settings.EXAI_TOKEN_RECHECK_S = 0.1
+    client = Client()
+    await sync_to_async(client.force_login)(admin_user)
+    page = await sync_to_async(client.get)("/dashboard/")
+    assert page.status_code == 200 and b"eyJ" not in page.content  # no JWT of any kind in the page
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    watcher = WebsocketCommunicator(application, "/ws/dashboard", headers=[(b"cookie", cookie.encode())])
+    await watcher.connect()
+    try:
+        assert (await watcher.receive_json_from(timeout=5))["op"] == "snapshot"
+        await sync_to_async(client.logout)()
+        async with asyncio.timeout(5):
+            while (message := await watcher.receive_json_from(timeout=5))["op"] == "snapshot":
+                pass
+        assert message["error"]["code"] == "unauthorized"
+        assert (await watcher.receive_output())["code"] == 4401
+    finally:
+        await watcher.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/dashboard", "/ws/errors"])
+async def test_a_staff_feed_ends_when_its_token_is_revoked_or_its_user_loses_staff(
+    admin_user: Any, settings: Any, path: str
+) -> None:
+    settings.EXAI_TOKEN_RECHECK_S = 0.1
+    out = StringIO()
+    await sync_to_async(call_command)("issue_token", admin_user.username, stdout=out)
+    token = out.getvalue().strip()
+
+    async def ended_with(revoke: Any) -> tuple[str, int]:
+        feed = WebsocketCommunicator(application, f"{path}?token={token}")
+        await feed.connect()
+        try:
+            await asyncio.sleep(0.3)  # a few rechecks pass while the credentials hold: served, not refused
+            while not await feed.receive_nothing(timeout=0.1):
+                assert (await feed.receive_json_from())["op"] != "error"
+            await sync_to_async(revoke)()
+            async with asyncio.timeout(5):
+                while (message := await feed.receive_json_from(timeout=5))["op"] != "error":
+                    pass
+            return message["error"]["code"], (await feed.receive_output())["code"]
+        finally:
+            await feed.disconnect()
+
+    def lose_staff() -> None:
+        type(admin_user).objects.filter(pk=admin_user.pk).update(is_staff=False)
+
+    assert await ended_with(lose_staff) == ("forbidden", 4403)
+    await sync_to_async(type(admin_user).objects.filter(pk=admin_user.pk).update)(is_staff=True)
+    assert await ended_with(lambda: IssuedToken.objects.revoke()) == ("unauthorized", 4401)
 
 
 @pytest.mark.e2e

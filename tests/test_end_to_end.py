@@ -100,7 +100,9 @@ async def test_rest_over_real_http(server: ServerProcess, token: str) -> None:
     assert response.json()["outputs"][0]["metadata"]["provider"] == "glm"
 
 
-async def test_an_error_in_a_rest_call_is_recorded_with_no_socket_to_flush_it(server: ServerProcess, token: str) -> None:
+async def test_an_error_in_a_rest_call_is_recorded_with_no_socket_to_flush_it(
+    server: ServerProcess, token: str
+) -> None:
     marker = "rest-only-error-7f3a"
     async with httpx.AsyncClient(base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}) as client:
         response = await client.post(
