@@ -2,12 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import (
-    TokenBlacklistView,
     TokenObtainPairView,
     TokenRefreshView,
     TokenVerifyView,
 )
 
+from exai_site.api import LogoutView
 from exai_site.api_errors import api_not_found
 from exai_site.throttling import AnonRateThrottle, LoginRateThrottle
 
@@ -21,8 +21,8 @@ urlpatterns = [
     ),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
-    # Logout: POST {"refresh": ...} blacklists that refresh token.
-    path("api/auth/logout/", TokenBlacklistView.as_view(), name="logout"),
+    # Logout: POST {"refresh": ...} blacklists that refresh token and revokes the access token sent with it.
+    path("api/auth/logout/", LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[]), name="api-docs"),
     path("", include("tools_app.urls")),

@@ -68,6 +68,26 @@ def test_logout_blacklists_the_refresh_token(user: Any) -> None:
     assert client.post("/api/auth/logout/", {"refresh": "nonsense"}, format="json").status_code == 401
 
 
+@pytest.mark.parametrize("sent_as", ["header", "body"])
+async def test_logout_revokes_the_access_token_too_on_every_transport(user: Any, sent_as: str) -> None:
+    client = APIClient()
+    tokens = await asyncio.to_thread(login, client)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert (await asyncio.to_thread(client.get, "/api/tools/")).status_code == 200
+    body = {"refresh": tokens["refresh"], **({"access": tokens["access"]} if sent_as == "body" else {})}
+    if sent_as == "body":
+        client.credentials()
+    assert (await asyncio.to_thread(client.post, "/api/auth/logout/", body, format="json")).status_code == 200
+
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    after = await asyncio.to_thread(client.get, "/api/tools/")
+    assert after.status_code == 401 and "revoked" in after.json()["error"]["message"]
+    comm = await connected()
+    await comm.send_json_to({"op": "hello", "token": tokens["access"]})
+    assert "revoked" in (await comm.receive_json_from())["error"]["message"]
+    await comm.disconnect()
+
+
 def test_a_refresh_token_of_a_deactivated_user_gives_no_new_access(user: Any) -> None:
     client = APIClient()
     refresh = login(client)["refresh"]

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
     [
         (None, True),  # not a browser: MCP clients, scripts
         ("http://127.0.0.1:8079", True),  # the server's own pages (the dashboard)
-        ("http://localhost:6274", True),  # a local tool on an allowed host
+        ("http://127.0.0.1:6274", False),  # another program on this host: another port
+        ("http://localhost:8079", False),  # the same port under another name is another origin
         ("https://app.example.com", True),  # listed in EXAI_ALLOWED_ORIGINS
         ("http://evil.example", False),
         ("http://127.0.0.1.evil.example", False),
@@ -48,7 +49,7 @@ async def test_a_socket_from_a_page_on_a_foreign_origin_is_refused_at_the_handsh
     user: Any, settings: Any, origin: str | None, allowed: bool
 ) -> None:
     settings.EXAI_ALLOWED_ORIGINS = ["https://app.example.com"]
-    headers = [(b"origin", origin.encode())] if origin else []
+    headers = [(b"host", b"127.0.0.1:8079"), *([(b"origin", origin.encode())] if origin else [])]
     for path in ("/ws", "/mcp"):
         comm = communicator(path, token=access_token(user))
         comm.scope["headers"] = [*comm.scope["headers"], *headers]
@@ -63,8 +64,24 @@ def test_mcp_over_http_refuses_a_foreign_origin(user: Any) -> None:
     headers = {"HTTP_AUTHORIZATION": f"Bearer {access_token(user)}", "HTTP_MCP_PROTOCOL_VERSION": "2025-06-18"}
     refused = client.post("/mcp", body, content_type="application/json", HTTP_ORIGIN="http://evil.example", **headers)
     assert refused.status_code == 403 and "evil.example" in refused.json()["error"]["message"]
-    allowed = client.post("/mcp", body, content_type="application/json", HTTP_ORIGIN="http://localhost", **headers)
-    assert allowed.status_code != 403
+    other_port = client.post(
+        "/mcp",
+        body,
+        content_type="application/json",
+        HTTP_HOST="localhost:8079",
+        HTTP_ORIGIN="http://localhost:6274",
+        **headers,
+    )
+    assert other_port.status_code == 403
+    allowed = client.post(
+        "/mcp",
+        body,
+        content_type="application/json",
+        HTTP_HOST="localhost:8079",
+        HTTP_ORIGIN="http://localhost:8079",
+        **headers,
+    )
+    assert allowed.status_code == 200
 
 
 # --- check --deploy ----------------------------------------------------------

@@ -60,7 +60,7 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         response = _rpc_error(405, INVALID_REQUEST, "use POST for MCP requests (this server offers no GET stream)")
         response["Allow"] = "POST, DELETE"
         return response
-    if not origin_allowed(request.headers.get("Origin")):
+    if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
         # The spec's DNS-rebinding guard: a page on another site must not reach a local server.
         return _rpc_error(403, INVALID_REQUEST, f"origin {request.headers['Origin']!r} is not allowed")
     raw_token = token_from_headers(
