@@ -28,6 +28,7 @@ _SECRET_PATTERNS = [
     re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+"),  # JWTs
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),  # provider API keys
     re.compile(r"(?i)\b(api[_-]?key|token|password|secret)\s*[=:]\s*\S+"),
+    re.compile(r"(?<=://)[^/\s@]+(?=@)"),  # credentials inside a URL (http://user:pass@host)
 ]
 _SECRET_KEYS = re.compile(r"(?i)(authorization|api[_-]?key|token|password|secret|cookie)")
 REDACTED = "<redacted>"

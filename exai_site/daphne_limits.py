@@ -85,6 +85,22 @@ def install() -> None:
     Server._exai_limits_installed = True
     _adapt_requests()
     _close_with_reasons()
+    _scrub_access_log()
+
+
+def _scrub_access_log() -> None:
+    """Keep tokens out of daphne's access log (`?token=` on a WebSocket URL), which bypasses logging."""
+    from daphne.access import AccessLogGenerator
+
+    from errors_app.fingerprint import scrub
+
+    write_entry = AccessLogGenerator.write_entry
+
+    @functools.wraps(write_entry)
+    def write_scrubbed_entry(self: Any, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:
+        write_entry(self, host, date, scrub(request), *args, **kwargs)
+
+    AccessLogGenerator.write_entry = write_scrubbed_entry
 
 
 def _frame_limit_setter(protocol: Any) -> Any:

@@ -167,8 +167,11 @@ def database_url() -> str:
 class ServerProcess:
     """A real server (daphne by default) in a subprocess, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], command: list[str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], command: list[str] | None = None, port: int | None = None, log: Path | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.log = log  # where its stdout (daphne's access log) goes; nowhere by default
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exai_site.settings", **env}
         self.command = command or [
             sys.executable,
@@ -191,7 +194,8 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, *, listens: bool = True) -> ServerProcess:
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL)
+        stdout = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=stdout)
         if not listens:  # a worker: nothing to wait for
             return self
         deadline = time.monotonic() + 30

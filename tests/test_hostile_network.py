@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
@@ -25,7 +26,11 @@ UPLOAD_LIMIT = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def hardened(
-    django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path
+    django_db_setup: None,
+    django_db_blocker: Any,
+    provider_stub: ProviderStub,
+    file_root: Path,
+    tmp_path_factory: Any,
 ) -> Iterator[ServerProcess]:
     """A server with small limits, so that going over them is quick."""
     with django_db_blocker.unblock():
@@ -39,7 +44,7 @@ def hardened(
         "EXAI_WS_MAX_PER_ADDRESS": "6",
         "EXAI_WS_MAX_PER_USER": "3",
     }
-    process = ServerProcess(env).start()
+    process = ServerProcess(env, log=tmp_path_factory.mktemp("hardened") / "access.log").start()
     yield process
     process.stop()
 
@@ -200,3 +205,24 @@ async def test_sockets_over_the_per_user_cap_are_refused_at_hello_and_at_connect
     finally:
         for ws in held:
             await ws.close()
+
+
+async def test_a_token_in_the_url_of_post_mcp_is_refused_and_no_token_reaches_the_access_log(
+    hardened: ServerProcess, user: Any
+) -> None:
+    token = access_token(user)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"MCP-Protocol-Version": "2025-06-18"}
+    async with httpx.AsyncClient(base_url=hardened.http_url) as client:
+        refused = await client.post(f"/mcp?token={token}", json=body, headers=headers)
+        assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["error"]["message"]
+        served = await client.post("/mcp", json=body, headers={**headers, "Authorization": f"Bearer {token}"})
+        assert served.status_code == 200
+    # Sockets may still carry one (browsers cannot set headers on a WebSocket); the log hides it.
+    async with websockets.connect(f"{hardened.ws_url}/ws?token={token}") as ws:
+        await ws.send(json.dumps({"op": "ping"}))
+        assert json.loads(await ws.recv()) == {"op": "pong"}
+    assert hardened.log is not None
+    await asyncio.sleep(0.3)
+    log = hardened.log.read_text()
+    assert '"POST /mcp?<redacted>" 401' in log and token not in log and token.split(".")[2] not in log

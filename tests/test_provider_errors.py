@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -89,3 +90,17 @@ async def test_a_lowered_limit_holds_calls_back_at_the_throttle(
         *(run(user, "chat", {"prompt": f"q{n} [[stub:delay=0.2]]", "model": "kimi-k2.6"}) for n in range(3))
     )
     assert all("error" not in outcome for outcome in outcomes) and stub.max_in_flight == 1
+
+
+async def test_credentials_in_the_local_endpoints_url_never_reach_a_user(user: Any, settings: Any) -> None:
+    from tests.conftest import free_port
+
+    settings.KIMI_API_KEY = settings.GLM_API_KEY = ""
+    settings.LOCAL_BASE_URL = f"http://exai-user:s3cret-pass@127.0.0.1:{free_port()}/v1"  # nothing listens
+    settings.LOCAL_MODELS = ["qwen2.5-coder"]
+    outcome = await run(user, "chat", {"prompt": "hi", "model": "qwen2.5-coder"})
+    assert outcome["error"]["code"] in ("provider_error", "provider_unavailable", "timeout")
+    assert "127.0.0.1" in outcome["error"]["message"]  # where it tried is still said
+    listing = await run(user, "listmodels", {})
+    for text in (outcome["error"]["message"], json.dumps(listing)):
+        assert "s3cret-pass" not in text and "exai-user" not in text

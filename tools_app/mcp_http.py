@@ -63,10 +63,11 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
     if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
         # The spec's DNS-rebinding guard: a page on another site must not reach a local server.
         return _rpc_error(403, INVALID_REQUEST, f"origin {request.headers['Origin']!r} is not allowed")
-    raw_token = token_from_headers(
-        [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
-        request.META.get("QUERY_STRING", "").encode(),
-    )
+    if "token" in request.GET:
+        # An HTTP client can always send a header; a token in the URL ends up in access logs and proxies.
+        message = "send the access token as `Authorization: Bearer …`, not in the URL (`?token=` is refused here)"
+        return _rpc_error(401, UNAUTHORIZED, f"unauthorized: {message}", WWW_Authenticate="Bearer")
+    raw_token = token_from_headers([(k.lower().encode(), v.encode()) for k, v in request.headers.items()])
     auth = await database_sync_to_async(authenticate_token)(raw_token)
     if auth.user is None:
         return _rpc_error(401, UNAUTHORIZED, auth.error or "unauthorized", WWW_Authenticate="Bearer")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context
+from errors_app.fingerprint import scrub
 from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
@@ -68,7 +69,8 @@ def validate_arguments(name: str, arguments: Any) -> dict[str, Any]:
 
 
 def error_outcome(code: str, message: str) -> CallOutcome:
-    return {"error": {"code": code, "message": message}}
+    # No key, token or URL credential reaches a user through an error message either.
+    return {"error": {"code": code, "message": scrub(message)}}
 
 
 def rate_limited_outcome(exc: RateLimited) -> CallOutcome:

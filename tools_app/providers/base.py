@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 from django.conf import settings
 
+from errors_app.fingerprint import scrub
+
 if TYPE_CHECKING:
     from tools_app.providers.catalogue import Family, ModelCatalogue
     from tools_app.providers.replies import ChatResult, ReplyCollector
@@ -97,6 +99,8 @@ class ProviderError(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
     ) -> None:
+        # Provider messages may quote the endpoint's URL, and with it credentials (LOCAL_BASE_URL).
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.code: ErrorCode = code
