@@ -8,6 +8,8 @@ unhandled exception under /api/ (or /mcp) get the same shape from `not_found` an
 import math
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -27,8 +29,20 @@ _CODES = {
 }
 
 
+def _from_django(exc: Exception) -> Exception:
+    """Django's refusals of a request body, as the API errors they are (not an HTML 400 and an ERROR log)."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        too_large = exceptions.APIException(f"the request body is over the limit of {limit:,} bytes", "too_large")
+        too_large.status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        return too_large
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return exceptions.ParseError(str(exc))
+    return exc
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    response = drf_exception_handler(exc, context)
+    response = drf_exception_handler(_from_django(exc), context)
     if response is None:
         return None  # Django's 500 handling; never a stack trace to the client with DEBUG off
     if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated):
@@ -65,6 +79,13 @@ def not_found(request: HttpRequest, exception: Exception) -> Any:
     if _is_api(request):
         return api_not_found(request)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> Any:
+    if _is_api(request):
+        too_big = isinstance(exception, RequestDataTooBig)
+        return error_json(413 if too_big else 400, "too_large" if too_big else "invalid_request", str(exception))
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request: HttpRequest) -> Any:

@@ -297,6 +297,8 @@ EXAI_CIRCUIT_COOLDOWN_S = env_float("EXAI_CIRCUIT_COOLDOWN_S", 5.0, minimum=0.0)
 
 # --- Protocol limits -------------------------------------------------------
 EXAI_MAX_FRAME_BYTES = env_int("EXAI_MAX_FRAME_BYTES", 16 * 1024 * 1024, minimum=1024)
+# JSON bodies (POST /mcp, REST) may be as large as a frame; larger ones get 413 in the JSON error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = EXAI_MAX_FRAME_BYTES
 # A WebSocket that has not authenticated within this is closed (4401); until it has, its frames
 # may be this large at most (1009 beyond).
 EXAI_HELLO_TIMEOUT_S = env_float("EXAI_HELLO_TIMEOUT_S", 15.0, minimum=0.1)

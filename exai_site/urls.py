@@ -34,5 +34,6 @@ urlpatterns = [
 ]
 
 # Under /api/ and /mcp these answer in the one JSON error shape; elsewhere Django's pages.
+handler400 = "exai_site.api_errors.bad_request"
 handler404 = "exai_site.api_errors.not_found"
 handler500 = "exai_site.api_errors.server_error"

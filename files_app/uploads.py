@@ -24,12 +24,22 @@ class UploadTooLarge(APIException):
         super().__init__(f"the upload is over the limit of {human_size(limit)} ({limit:,} bytes).")
 
 
+class TooManyFiles(APIException):
+    status_code = 400
+    default_code = "invalid_request"
+    default_detail = "send exactly one file, as the multipart/form-data field `file`."
+
+
 class HashedUpload(UploadedFile):
     """An uploaded file already written to a temporary file and hashed."""
 
     def __init__(self, blob: HashedBlob, *, name: str, content_type: str, charset: str | None) -> None:
         super().__init__(file=None, name=name, content_type=content_type, size=blob.size, charset=charset)
         self.blob = blob
+
+    def close(self) -> None:
+        # Django closes the files it parsed when parsing fails; ours is a path, removed by the handler.
+        self.blob.discard()
 
 
 class HashingUploadHandler(FileUploadHandler):
@@ -53,6 +63,9 @@ class HashingUploadHandler(FileUploadHandler):
             raise UploadTooLarge()
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
+        if self.produced or self._writer is not None:
+            # One file per upload: a second part is refused before any of it is written.
+            raise TooManyFiles()
         super().new_file(*args, **kwargs)
         self._writer = BlobWriter(limit=settings.EXAI_MAX_UPLOAD_BYTES)
 

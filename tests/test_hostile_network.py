@@ -226,3 +226,52 @@ async def test_a_token_in_the_url_of_post_mcp_is_refused_and_no_token_reaches_th
     await asyncio.sleep(0.3)
     log = hardened.log.read_text()
     assert '"POST /mcp?<redacted>" 401' in log and token not in log and token.split(".")[2] not in log
+
+
+def multipart(parts: int, size: int) -> tuple[bytes, str]:
+    boundary = "exaiboundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="part{i}.bin"\r\n'.encode()
+        + b"Content-Type: application/octet-stream\r\n\r\n"
+        + os.urandom(size)
+        + b"\r\n"
+        for i in range(parts)
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def test_a_multipart_upload_of_many_parts_is_a_400_that_leaves_no_temporary_file(
+    hardened: ServerProcess, user: Any, file_root: Path
+) -> None:
+    incoming = file_root / ".incoming"
+    before = set(incoming.iterdir()) if incoming.exists() else set()
+    body, content_type = multipart(150, 4096)
+    async with httpx.AsyncClient(base_url=hardened.http_url) as client:
+        response = await client.post(
+            "/api/files/",
+            content=body,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {access_token(user)}"},
+        )
+    assert response.status_code == 400
+    assert "exactly one file" in json.dumps(response.json()["error"])
+    assert (set(incoming.iterdir()) if incoming.exists() else set()) == before
+
+
+async def test_json_bodies_up_to_the_frame_limit_are_served_and_larger_ones_are_a_json_413(
+    server: ServerProcess, user: Any
+) -> None:
+    auth = {"Authorization": f"Bearer {access_token(user)}"}
+    mcp = {**auth, "MCP-Protocol-Version": "2025-06-18"}
+    padding = "x" * (3 * 1024 * 1024)  # over Django's default 2.5 MiB, under the 16 MiB frame limit
+    huge = "x" * (17 * 1024 * 1024)
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"padding": padding}}
+        assert (await client.post("/mcp", json=ping, headers=mcp)).json()["result"] == {}
+        too_big = await client.post("/mcp", json={**ping, "params": {"padding": huge}}, headers=mcp)
+        assert too_big.status_code == 413 and "error" in too_big.json()
+
+        call = {"arguments": {"prompt": padding}}
+        answer = await client.post("/api/tools/chat/call/", json=call, headers=auth)
+        assert answer.json()["error"]["code"] == "invalid_arguments"  # the prompt limit speaks, as JSON
+        refused = await client.post("/api/tools/chat/call/", json={"arguments": {"prompt": huge}}, headers=auth)
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "too_large"

@@ -19,6 +19,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -73,9 +74,11 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         return _rpc_error(401, UNAUTHORIZED, auth.error or "unauthorized", WWW_Authenticate="Bearer")
     if request.method == "DELETE":
         return await _terminate(request, auth.user.pk)
-    if len(request.body) > settings.EXAI_MAX_FRAME_BYTES:
+    try:
+        body = request.body  # Django refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE (= EXAI_MAX_FRAME_BYTES)
+    except RequestDataTooBig:
         return _rpc_error(413, INVALID_REQUEST, f"request body over {settings.EXAI_MAX_FRAME_BYTES:,} bytes")
-    message, error = parse_frame(request.body)
+    message, error = parse_frame(body)
     if error is not None:
         return JsonResponse(error, status=400)
 
