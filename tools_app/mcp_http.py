@@ -77,6 +77,8 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
     try:
         body = request.body  # Django refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE (= EXAI_MAX_FRAME_BYTES)
     except RequestDataTooBig:
+        body = None
+    if body is None or len(body) > settings.EXAI_MAX_FRAME_BYTES:
         return _rpc_error(413, INVALID_REQUEST, f"request body over {settings.EXAI_MAX_FRAME_BYTES:,} bytes")
     message, error = parse_frame(body)
     if error is not None:
