@@ -11,6 +11,7 @@ Across hosts, scrape every host (each reports its own processes).
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
@@ -58,13 +59,66 @@ CIRCUIT = Gauge(
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
+# Every label value is one this server knows: a made-up tool or model name a client sends is
+# `other`, so no client can grow the series (each name would cost ~35, never freed).
+OTHER = "other"
+STATUSES = frozenset(
+    {
+        "ok",
+        "invalid_request",
+        "unknown_tool",
+        "invalid_arguments",
+        "unauthorized",
+        "forbidden",
+        "provider_unavailable",
+        "provider_error",
+        "timeout",
+        "overloaded",
+        "cancelled",
+        "shutting_down",
+        "internal",
+    }
+)
+_KNOWN_TTL_S = 5.0
+_known: tuple[float, frozenset[str], frozenset[str], frozenset[str]] = (
+    -_KNOWN_TTL_S,
+    frozenset(),
+    frozenset(),
+    frozenset(),
+)
+
+
+def known_labels() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """This server's tools, providers and models (as last listed, and the known lineups), read every few seconds."""
+    global _known
+    if time.monotonic() - _known[0] >= _KNOWN_TTL_S:
+        from tools_app.providers import all_providers
+        from tools_app.tools import REGISTRY
+
+        providers = all_providers()
+        models = {spec.name for provider in providers for spec in provider.models()}
+        models.update(model for provider in providers for model in provider.known_models)
+        _known = (
+            time.monotonic(),
+            frozenset(REGISTRY),
+            frozenset(provider.name for provider in providers),
+            frozenset(models),
+        )
+    return _known[1], _known[2], _known[3]
+
+
 def observe(sample: LatencySample) -> None:
-    CALLS.labels(sample.tool, sample.provider, sample.model, sample.status).inc()
-    LATENCY.labels(sample.tool, sample.provider, sample.model).observe(sample.total_latency_ms / 1000)
-    OVERHEAD.labels(sample.tool).observe(sample.overhead_ms / 1000)
-    if sample.provider:
-        PROVIDER_TIME.labels(sample.provider, sample.model).observe(sample.processing_ms / 1000)
-        SLOT_WAIT.labels(sample.provider).observe((sample.global_sem_wait_ms + sample.provider_sem_wait_ms) / 1000)
+    tools, providers, models = known_labels()
+    tool = sample.tool if sample.tool in tools else OTHER
+    provider = sample.provider if not sample.provider or sample.provider in providers else OTHER
+    model = sample.model if not sample.model or sample.model in models else OTHER
+    status = sample.status if sample.status in STATUSES else OTHER
+    CALLS.labels(tool, provider, model, status).inc()
+    LATENCY.labels(tool, provider, model).observe(sample.total_latency_ms / 1000)
+    OVERHEAD.labels(tool).observe(sample.overhead_ms / 1000)
+    if provider:
+        PROVIDER_TIME.labels(provider, model).observe(sample.processing_ms / 1000)
+        SLOT_WAIT.labels(provider).observe((sample.global_sem_wait_ms + sample.provider_sem_wait_ms) / 1000)
 
 
 async def render() -> tuple[bytes, str]:

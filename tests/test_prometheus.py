@@ -46,6 +46,24 @@ async def test_calls_show_up_as_counters_and_histograms_and_the_gauges_are_read_
     assert sample_value(parsed["exai_circuit_state"], "", provider="kimi") == 0
 
 
+async def test_made_up_tool_and_model_names_are_counted_as_other_and_add_no_series(user: Any) -> None:
+    await tool_call(user=user, name="chat", arguments={"prompt": "warm up"}, request_id=uuid.uuid4().hex)
+    before = (await AsyncClient().get("/metrics")).content.decode()
+    for i in range(150):
+        await tool_call(user=user, name=f"made-up-tool-{i}", arguments={}, request_id=uuid.uuid4().hex)
+        await tool_call(
+            user=user,
+            name="chat",
+            arguments={"prompt": "x", "model": f"made-up-model-{i}"},
+            request_id=uuid.uuid4().hex,
+        )
+    text = (await AsyncClient().get("/metrics")).content.decode()
+    assert "made-up" not in text
+    parsed = families(text)
+    assert sample_value(parsed["exai_tool_calls"], "_total", tool="other", status="unknown_tool") >= 150
+    assert len(text.splitlines()) - len(before.splitlines()) <= 60  # a fixed set of `other` series, not 150 x 35
+
+
 @pytest.mark.e2e
 def test_multiprocess_mode_adds_up_the_calls_of_every_server_process(
     django_db_blocker: Any, provider_stub: Any, file_root: Any, tmp_path: Any, user: Any
