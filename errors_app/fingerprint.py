@@ -13,6 +13,8 @@ from typing import Any
 
 from django.conf import settings
 
+from exai_site.text import without_surrogates
+
 # Volatile parts of a message, replaced so "user 7 not found" and "user 8 not found" are one error.
 _VOLATILE = [
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
@@ -48,13 +50,17 @@ def _configured_secrets() -> list[str]:
 def scrub(value: Any) -> Any:
     """A copy of `value` with API keys, tokens and passwords replaced, in strings, lists and dicts."""
     if isinstance(value, str):
+        value = without_surrogates(value)  # storable whatever an exception carried
         for secret in _configured_secrets():
             value = value.replace(secret, REDACTED)
         for pattern in _SECRET_PATTERNS:
             value = pattern.sub(REDACTED, value)
         return value
     if isinstance(value, dict):
-        return {key: REDACTED if _SECRET_KEYS.search(str(key)) else scrub(item) for key, item in value.items()}
+        return {
+            without_surrogates(str(key)): REDACTED if _SECRET_KEYS.search(str(key)) else scrub(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
         return [scrub(item) for item in value]
     return value

@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from exai_site.text import without_surrogates
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
 
@@ -56,9 +57,20 @@ class SampleBuffer:
             try:
                 LatencySample.objects.bulk_create(items, batch_size=settings.EXAI_METRICS_BATCH)
             except Exception:
-                logger.warning("could not write %d latency samples", len(items), exc_info=True)
-                return 0
+                # One bad row must not lose the others: write them one by one, dropping only it.
+                logger.warning("could not write %d latency samples at once; one by one", len(items), exc_info=True)
+                return sum(self._write_one(item) for item in items)
             return len(items)
+
+    @staticmethod
+    def _write_one(sample: LatencySample) -> int:
+        try:
+            with transaction.atomic():
+                sample.save(force_insert=True)
+        except Exception:
+            logger.warning("dropped a latency sample that could not be written", exc_info=True)
+            return 0
+        return 1
 
     def _start(self) -> None:
         with self._lock:
@@ -100,11 +112,11 @@ def record_call(
         total = metrics["total_latency_ms"]
         waits = sum(metrics.get(part, 0.0) for part in _WAITS)
         sample = LatencySample(
-            tool=tool[:64],
+            tool=without_surrogates(tool[:64]),
             provider=provider or "",
-            model=model or "",
+            model=without_surrogates(model or ""),
             user_id=user_id if isinstance(user_id, int) else None,
-            request_id=str(request_id)[:200],
+            request_id=without_surrogates(str(request_id)[:200]),
             status=status,
             total_latency_ms=total,
             global_sem_wait_ms=metrics.get("global_sem_wait_ms", 0.0),

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from exai_site.auth import Authentication, authenticate_token
 from exai_site.sockets import CLOSE_TOO_MANY, socket_slot
+from exai_site.text import clean_decoded
 from metrics_app import live
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
@@ -152,7 +153,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             return {}, "binary frames are not supported; send JSON text frames"
         try:
-            message = json.loads(text_data)
+            message = clean_decoded(json.loads(text_data), text_data)
         except ValueError as exc:
             return {}, f"malformed JSON: {exc}"
         except RecursionError:

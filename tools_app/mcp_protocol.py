@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from exai_site.text import clean_decoded
 from tools_app.lifecycle import get_lifecycle
 
 HANDSHAKE_VERSIONS = ("2025-06-18", "2025-11-25")
@@ -74,7 +75,7 @@ def error_response(request_id: Any, code: int, message: str, data: Any = None) -
 def parse_frame(raw: str | bytes) -> tuple[Any, dict[str, Any] | None]:
     """Decode one frame: (message, None), or (None, the JSON-RPC error to send back)."""
     try:
-        return json.loads(raw), None
+        return clean_decoded(json.loads(raw), raw), None
     except (ValueError, UnicodeDecodeError) as exc:
         return None, error_response(None, PARSE_ERROR, f"Parse error: {exc}")
     except RecursionError:
