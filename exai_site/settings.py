@@ -309,6 +309,8 @@ EXAI_WS_MAX_PER_ADDRESS = env_int("EXAI_WS_MAX_PER_ADDRESS", 100, minimum=1)
 EXAI_WS_MAX_PER_USER = env_int("EXAI_WS_MAX_PER_USER", 100, minimum=1)
 EXAI_WS_MAX_SOCKETS = env_int("EXAI_WS_MAX_SOCKETS", 10_000, minimum=1)
 EXAI_MAX_PROMPT_CHARS = env_int("EXAI_MAX_PROMPT_CHARS", 60_000, minimum=1)
+# Every text field of a tool's arguments is bounded by EXAI_MAX_PROMPT_CHARS, all of them together by this.
+EXAI_MAX_ARGUMENT_CHARS = env_int("EXAI_MAX_ARGUMENT_CHARS", 200_000, minimum=1)
 EXAI_IDEMPOTENCY_TTL_S = env_int("EXAI_IDEMPOTENCY_TTL_S", 600, minimum=1)
 # A call whose /ws socket drops runs on this long for the client to reconnect and resend its
 # request_id (then it attaches, or gets the stored result); unclaimed, it is cancelled.
@@ -377,3 +379,7 @@ EXAI_DASHBOARD_INTERVAL_S = env_float("EXAI_DASHBOARD_INTERVAL_S", 2.0, minimum=
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)
 EXAI_CONVERSATION_TTL_HOURS = env_float("EXAI_CONVERSATION_TTL_HOURS", 3.0, minimum=0.01)
+# Workflow steps one thread keeps, all runs together.
+EXAI_MAX_THREAD_STEPS = env_int("EXAI_MAX_THREAD_STEPS", 100, minimum=1)
+# Each server process deletes expired threads this often (0: never; run `cleanup_conversations` instead).
+EXAI_THREAD_PURGE_INTERVAL_S = env_float("EXAI_THREAD_PURGE_INTERVAL_S", 600.0, minimum=0.0)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -17,7 +22,9 @@ from errors_app.models import ErrorInvestigation
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
 from tests.conftest import access_token
-from tests.helpers import communicator, frames_until
+from tests.helpers import communicator, frames_until, metadata, run
+from tools_app.lifecycle import get_lifecycle
+from tools_app.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,3 +92,85 @@ def test_a_sample_that_cannot_be_written_does_not_lose_the_rest_of_its_batch(use
         buffer.add(sample)
     assert buffer.flush() == 2
     assert set(LatencySample.objects.values_list("tool", flat=True)) == {"version", "chat"}
+
+
+# --- Bounded text and steps --------------------------------------------------
+
+
+async def test_a_huge_system_prompt_is_refused_before_any_provider_sees_it(user: Any, stub: Any) -> None:
+    comm = communicator("/ws", token=access_token(user))
+    await comm.connect()
+    arguments = {"prompt": "hi", "system_prompt": "s" * 2_000_000}
+    await comm.send_json_to({"op": "call_tool", "request_id": "big", "name": "chat", "arguments": arguments})
+    answer = (await frames_until(comm, "call_tool_res"))[-1]
+    await comm.disconnect()
+    assert answer["error"]["code"] == "invalid_arguments" and "system_prompt" in answer["error"]["message"]
+    assert stub.chat_requests() == []
+
+
+def step(number: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "step": f"look at part {number}",
+        "step_number": number,
+        "total_steps": 10,
+        "next_step_required": True,
+        "findings": f"finding {number}",
+        **extra,
+    }
+
+
+async def test_every_text_field_of_a_workflow_step_is_bounded(user: Any) -> None:
+    outcome = await run(user, "debug", step(1, hypothesis="h" * (5 * 1024 * 1024)))
+    assert outcome["error"]["code"] == "invalid_arguments" and "hypothesis" in outcome["error"]["message"]
+    nested = await run(user, "debug", step(1, issues_found=[{"severity": "low", "description": "d" * 70_000}]))
+    assert "issues_found[0].description" in nested["error"]["message"]
+    assert await Message.objects.acount() == 0  # nothing of them was stored
+
+
+async def test_a_thread_keeps_a_bounded_number_of_workflow_steps(user: Any, settings: Any) -> None:
+    settings.EXAI_MAX_THREAD_STEPS = 3
+    first = await run(user, "debug", step(1))
+    thread = metadata(first)["continuation_id"]
+    for number in (2, 3):
+        assert "error" not in await run(user, "debug", step(number, continuation_id=thread))
+    assert "error" not in await run(user, "debug", step(3, continuation_id=thread))  # a retry replaces its step
+    refused = await run(user, "debug", step(4, continuation_id=thread))
+    assert refused["error"]["code"] == "invalid_arguments" and "its limit" in refused["error"]["message"]
+    assert await Message.objects.filter(conversation_id=thread).acount() == 3
+
+
+# --- Expired threads are purged -----------------------------------------------
+
+
+def threads(owner: Any, *, expired: int, live: int) -> None:
+    now = timezone.now()
+    for index in range(expired + live):
+        when = now - timedelta(hours=1) if index < expired else now + timedelta(hours=1)
+        conversation = Conversation.objects.create(owner=owner, tool="chat", expires_at=when)
+        Message.objects.create(conversation=conversation, role="user", content="q", tool="chat")
+        Message.objects.create(conversation=conversation, role="assistant", content="a", tool="chat")
+
+
+def test_cleanup_conversations_deletes_expired_threads_with_their_messages(user: Any) -> None:
+    threads(user, expired=2, live=1)
+    out = StringIO()
+    call_command("cleanup_conversations", "--dry-run", stdout=out)
+    assert "would delete 2 expired thread(s) with 4 message(s)" in out.getvalue()
+    assert Conversation.objects.count() == 3
+    call_command("cleanup_conversations", stdout=out)
+    assert "deleted 2 expired thread(s) with 4 message(s)" in out.getvalue()
+    assert Conversation.objects.count() == 1 and Message.objects.count() == 2
+
+
+async def test_server_processes_purge_expired_threads_in_the_background(user: Any, settings: Any) -> None:
+    settings.EXAI_THREAD_PURGE_INTERVAL_S = 0.1
+    await sync_to_async(threads)(user, expired=1, live=1)
+    get_lifecycle()  # what serving the first socket or call does on a server's loop
+    await wait_for_async(lambda: Conversation.objects.acount(), 1)
+    assert await Message.objects.acount() == 2
+
+
+async def wait_for_async(read: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await read() != expected:
+            await asyncio.sleep(0.05)

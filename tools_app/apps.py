@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class ToolsAppConfig(AppConfig):
     name = "tools_app"
     verbose_name = "AI tools"
+
+    def ready(self) -> None:
+        from tools_app import lifecycle
+        from tools_app.housekeeping import start_housekeeping
+
+        lifecycle.on_new_loop(start_housekeeping)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -139,6 +140,12 @@ def conversation_record_step(
             ).delete()
         # A step sent again (a retry) replaces the one before it.
         conversation.messages.filter(metadata__run=run, metadata__step_number=step["step_number"]).delete()
+        if conversation.messages.filter(metadata__has_key="workflow").count() >= settings.EXAI_MAX_THREAD_STEPS:
+            raise ToolError(
+                "invalid_arguments",
+                f"this thread holds {settings.EXAI_MAX_THREAD_STEPS} workflow steps, its limit; start a new "
+                "thread (omit continuation_id) or go back with backtrack_from_step.",
+            )
         Message.objects.create(
             conversation=conversation,
             role=Message.Role.USER,
@@ -151,3 +158,19 @@ def conversation_record_step(
             for metadata in conversation.messages.filter(metadata__run=run).values_list("metadata", flat=True)
         ]
     return conversation, sorted(steps, key=lambda recorded: recorded["step_number"])
+
+
+@dataclass(frozen=True)
+class Purged:
+    threads: int
+    messages: int
+
+
+def conversations_purge_expired(*, dry_run: bool = False) -> Purged:
+    """Delete the threads past their expiry, with their turns and workflow steps (file uploads stay the user's)."""
+    expired = Conversation.objects.filter(expires_at__lte=timezone.now())
+    if dry_run:
+        return Purged(expired.count(), Message.objects.filter(conversation__in=expired).count())
+    with transaction.atomic():
+        _, deleted = expired.delete()
+    return Purged(deleted.get("tools_app.Conversation", 0), deleted.get("tools_app.Message", 0))

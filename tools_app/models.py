@@ -28,7 +28,7 @@ class Conversation(models.Model):
         indexes = [
             # The `conversations` listing and cleanup read a user's threads newest first.
             models.Index(fields=["owner", "-updated"], name="conversation_owner_updated"),
-            # Expired threads are found and purged by age.
+            # Expired threads are found and purged by age (conversations_purge_expired).
             models.Index(fields=["expires_at"], name="conversation_expires"),
         ]
 

@@ -24,6 +24,7 @@ from tools_app.streaming import DeltaCoalescer
 from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
+from tools_app.tools.context import FILE_ADVICE
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,34 @@ def validate_arguments(name: str, arguments: Any) -> dict[str, Any]:
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path)
         raise ToolError("invalid_arguments", f"{name}: {where + ': ' if where else ''}{error.message}")
+    _check_text_bounds(name, arguments)
     return arguments
+
+
+def _check_text_bounds(name: str, arguments: dict[str, Any]) -> None:
+    """Every text field, at any depth, holds at most EXAI_MAX_PROMPT_CHARS, and a call's text all
+    together at most EXAI_MAX_ARGUMENT_CHARS: what is stored (threads, steps) and sent to a
+    provider stays bounded whichever field carries it. Longer text belongs in a file."""
+    limit, total, stack = settings.EXAI_MAX_PROMPT_CHARS, 0, [("", arguments)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if len(value) > limit:
+                raise ToolError(
+                    "invalid_arguments",
+                    f"{name}: {where} is {len(value):,} characters, over the limit of {limit:,}; {FILE_ADVICE}",
+                )
+            total += len(value)
+        elif isinstance(value, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+    if total > settings.EXAI_MAX_ARGUMENT_CHARS:
+        raise ToolError(
+            "invalid_arguments",
+            f"{name}: the arguments hold {total:,} characters of text, over the limit of "
+            f"{settings.EXAI_MAX_ARGUMENT_CHARS:,}; {FILE_ADVICE}",
+        )
 
 
 def error_outcome(code: str, message: str) -> CallOutcome:

@@ -31,6 +31,9 @@ def message_tokens(message: ChatMessage) -> int:
     return 4 + sum(estimate_tokens(part.get("text", "")) if part.get("type") == "text" else 1000 for part in content)
 
 
+FILE_ADVICE = "send the text as a file (upload it, then pass its id in files / relevant_files) instead."
+
+
 def prompt_limit_check(arguments: dict[str, Any], *fields: str) -> None:
     """Refuse text over EXAI_MAX_PROMPT_CHARS, saying to send it as a file instead."""
     size = sum(len(arguments[name]) for name in fields if isinstance(arguments.get(name), str))
@@ -38,8 +41,7 @@ def prompt_limit_check(arguments: dict[str, Any], *fields: str) -> None:
         named = " + ".join(f"`{name}`" for name in fields if arguments.get(name))
         raise ToolError(
             "invalid_arguments",
-            f"{named} come to {size:,} characters, over the limit of {settings.EXAI_MAX_PROMPT_CHARS:,}; "
-            "send the text as a file (upload it, then pass its id in files / relevant_files) instead.",
+            f"{named} come to {size:,} characters, over the limit of {settings.EXAI_MAX_PROMPT_CHARS:,}; {FILE_ADVICE}",
         )
 
 
