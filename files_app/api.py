@@ -33,7 +33,7 @@ class FileOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     size = serializers.IntegerField(source="stored_file.size")
-    content_type = serializers.CharField(source="stored_file.content_type")
+    content_type = serializers.CharField()
     sha256 = serializers.CharField(source="stored_file.sha256")
     continuation_id = serializers.UUIDField(source="conversation_id", allow_null=True)
     created = serializers.DateTimeField()
@@ -43,13 +43,14 @@ class FileOutputSerializer(serializers.Serializer):
     def get_provider_copies(self, reference: FileReference) -> list[dict[str, Any]]:
         return [
             {"provider": copy.provider, "status": copy.status, "provider_file_id": copy.provider_file_id}
-            for copy in reference.stored_file.provider_uploads.all()
+            for copy in reference.provider_copies.all()
         ]
 
 
 def _references(request: Request) -> Any:
-    copies = Prefetch("stored_file__provider_uploads", queryset=ProviderFileUpload.objects.order_by("provider"))
-    return FileReference.objects.owned_by(request.user).prefetch_related(copies)
+    # Only the copies this user's calls used (dedup is invisible: not those made for others' uploads).
+    copies = Prefetch("provider_copies", queryset=ProviderFileUpload.objects.order_by("provider"))
+    return FileReference.objects.owned_by(request.user).select_related("stored_file").prefetch_related(copies)
 
 
 def _own_reference(request: Request, file_id: Any) -> FileReference:
@@ -148,5 +149,5 @@ class FileContentView(APIView):
             blob_open(stored.blob_name),
             as_attachment=True,
             filename=reference.name,
-            content_type=stored.content_type or "application/octet-stream",
+            content_type=reference.content_type or "application/octet-stream",
         )

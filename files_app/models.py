@@ -88,6 +88,12 @@ class FileReference(models.Model):
         "tools_app.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="file_references"
     )
     name = models.CharField(max_length=255, help_text="The name this user uploaded it under, made safe.")
+    # What this user said about the content, and which provider copies this user's calls used:
+    # dedup is invisible, so nobody sees another uploader's content type or copies.
+    content_type = models.CharField(max_length=200, blank=True)
+    provider_copies = models.ManyToManyField(
+        "ProviderFileUpload", blank=True, related_name="sent_by", help_text="Copies this reference was sent as."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     objects = FileReferenceQuerySet.as_manager()

@@ -79,7 +79,9 @@ def file_ingest(
     placed: str | None = None
     try:
         for _ in range(_INGEST_ATTEMPTS):
-            reference = _reference_live_blob(owner=owner, sha256=blob.sha256, name=name, conversation=conversation)
+            reference = _reference_live_blob(
+                owner=owner, sha256=blob.sha256, name=name, content_type=content_type[:200], conversation=conversation
+            )
             if reference is not None:
                 return reference
             if placed is None:
@@ -98,7 +100,11 @@ def file_ingest(
                         last_referenced=timezone.now(),
                     )
                     reference = FileReference.objects.create(
-                        stored_file=stored, owner=owner, conversation=conversation, name=name
+                        stored_file=stored,
+                        owner=owner,
+                        conversation=conversation,
+                        name=name,
+                        content_type=content_type[:200],
                     )
             except IntegrityError:
                 continue  # another upload of this content created the blob first: reference it
@@ -112,7 +118,9 @@ def file_ingest(
             blob_delete(placed)
 
 
-def _reference_live_blob(*, owner: Any, sha256: str, name: str, conversation: Any) -> FileReference | None:
+def _reference_live_blob(
+    *, owner: Any, sha256: str, name: str, content_type: str, conversation: Any
+) -> FileReference | None:
     with transaction.atomic():
         # The conditional UPDATE locks the row: cleanup cannot claim it until this commits,
         # and a blob that cleanup already claimed (deleted_at set) is not matched at all.
@@ -124,7 +132,9 @@ def _reference_live_blob(*, owner: Any, sha256: str, name: str, conversation: An
         if not matched:
             return None
         stored = StoredFile.objects.live().get(sha256=sha256)
-        return FileReference.objects.create(stored_file=stored, owner=owner, conversation=conversation, name=name)
+        return FileReference.objects.create(
+            stored_file=stored, owner=owner, conversation=conversation, name=name, content_type=content_type
+        )
 
 
 # --- References ----------------------------------------------------------------------------------
@@ -223,13 +233,22 @@ def check_fits(*, stored: StoredFile, provider: Provider) -> None:
         )
 
 
-async def provider_copy_ensure(*, stored: StoredFile, provider: Provider, caller: CallContext) -> ProviderFileUpload:
-    """The blob's copy on `provider`, uploading it only if no copy exists or is on its way.
+async def provider_copy_ensure(
+    *, reference: FileReference, provider: Provider, caller: CallContext
+) -> ProviderFileUpload:
+    """The copy on `provider` of the reference's content, uploading it only if no copy exists or is on its way;
+    the reference records that it was sent as that copy (what its owner may see and name).
 
     One upload per (provider, content) across every process: the upload is claimed with a
     conditional UPDATE; whoever does not win the claim waits for the winner's outcome.
     The upload itself takes the one provider path of `caller` (breaker, slots, capture).
     """
+    upload = await _copy_ensure(stored=reference.stored_file, provider=provider, caller=caller)
+    await reference.provider_copies.aadd(upload)
+    return upload
+
+
+async def _copy_ensure(*, stored: StoredFile, provider: Provider, caller: CallContext) -> ProviderFileUpload:
     check_fits(stored=stored, provider=provider)
     Status = ProviderFileUpload.Status
     deadline = time.monotonic() + settings.EXAI_FILE_TIMEOUT_S + settings.EXAI_QUEUE_TIMEOUT_S
@@ -273,9 +292,9 @@ async def _upload_copy(
     return upload
 
 
-async def provider_copy_text(*, stored: StoredFile, provider: Provider, caller: CallContext) -> str:
-    """The provider's text extraction of the blob, uploading it once and fetching the text once."""
-    upload = await provider_copy_ensure(stored=stored, provider=provider, caller=caller)
+async def provider_copy_text(*, reference: FileReference, provider: Provider, caller: CallContext) -> str:
+    """The provider's text extraction of the reference's content, uploading it once and fetching the text once."""
+    upload = await provider_copy_ensure(reference=reference, provider=provider, caller=caller)
     if upload.extracted:
         return upload.extracted_content
     text = await caller.provider_request(
@@ -292,7 +311,7 @@ async def file_prompt_text(*, reference: FileReference, provider: Provider, call
         text = await sync_to_async(file_read_text)(stored=stored)
         if text is not None:
             return text
-    return await provider_copy_text(stored=stored, provider=provider, caller=caller)
+    return await provider_copy_text(reference=reference, provider=provider, caller=caller)
 
 
 def file_prompt_block(name: str, text: str) -> str:
@@ -300,18 +319,19 @@ def file_prompt_block(name: str, text: str) -> str:
     return f"--- file: {name} ---\n{text}\n--- end of file: {name} ---"
 
 
-def provider_copy_for_owner(*, owner: Any, provider: str, provider_file_id: str) -> ProviderFileUpload | None:
-    """The provider copy with that id, only if the caller holds a reference to its content.
+def reference_for_provider_copy(*, owner: Any, provider: str, provider_file_id: str) -> FileReference | None:
+    """The caller's reference that was sent to `provider` as that copy, or None.
 
     Every provider file sits under this server's one API key, so a bare provider id must
-    never let one user read another's file.
+    never let one user read, or learn the name of, another's file: only a copy the caller's
+    own calls used counts, not one made for someone else's upload of the same content.
     """
     return (
-        ProviderFileUpload.objects.filter(
-            provider=provider,
-            provider_file_id=provider_file_id,
-            status=ProviderFileUpload.Status.UPLOADED,
-            stored_file__references__owner=owner,
+        FileReference.objects.owned_by(owner)
+        .filter(
+            provider_copies__provider=provider,
+            provider_copies__provider_file_id=provider_file_id,
+            provider_copies__status=ProviderFileUpload.Status.UPLOADED,
         )
         .select_related("stored_file")
         .first()

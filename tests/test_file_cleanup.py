@@ -32,7 +32,7 @@ def ingest(owner: Any, data: bytes, name: str = "f.txt") -> FileReference:
 def with_kimi_copy(owner: Any, data: bytes, name: str = "f.txt") -> FileReference:
     reference = ingest(owner, data, name)
     async_to_sync(provider_copy_ensure)(
-        stored=reference.stored_file, provider=get_provider("kimi"), caller=CallContext(user=owner, request_id="t")
+        reference=reference, provider=get_provider("kimi"), caller=CallContext(user=owner, request_id="t")
     )
     return reference
 

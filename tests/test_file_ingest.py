@@ -75,7 +75,7 @@ def test_fifty_concurrent_uploads_of_one_content_leave_one_blob_fifty_references
             reference = file_ingest(owner=users[index % 5], blob=blob, name="popular[[stub:delay=0.2]].txt")
             asyncio.run(
                 provider_copy_ensure(
-                    stored=reference.stored_file,
+                    reference=reference,
                     provider=kimi,
                     caller=CallContext(user=None, request_id="t", owner=reference.owner_id),
                 )

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from rest_framework.test import APIClient
 
 from files_app.blobs import blob_from_chunks
 from files_app.models import FileReference, ProviderFileUpload, StoredFile
 from files_app.services import file_ingest, provider_copy_ensure
+from tests.conftest import access_token
 from tests.helpers import call, connected, run
 from tools_app.calls import CallContext
 from tools_app.providers import get_provider
@@ -90,9 +92,7 @@ def test_two_event_loops_in_two_threads_upload_one_content_once(user: Any, stub:
 
     def ensure() -> None:
         copy = asyncio.run(
-            provider_copy_ensure(
-                stored=stored.stored_file, provider=provider, caller=CallContext(user=user, request_id="t")
-            )
+            provider_copy_ensure(reference=stored, provider=provider, caller=CallContext(user=user, request_id="t"))
         )
         results.append(copy.provider_file_id)
 
@@ -290,3 +290,35 @@ async def test_chat_with_files_works_over_the_exai_websocket(token: str, user: A
         await comm.disconnect()
     assert result["op"] == "call_tool_res" and "text" in result
     assert "print('hi')" in system_texts(stub)[1]
+
+
+async def test_dedup_is_invisible_another_uploader_sees_neither_content_type_nor_copies_nor_name(
+    user: Any, other_user: Any
+) -> None:
+    data = BIG.encode()
+    mine = await database_sync_to_async(file_ingest)(
+        owner=user, blob=blob_from_chunks([data]), name="salaries-2026.csv", content_type="text/csv"
+    )
+    await run(user, "kimi_upload_files", {"files": [str(mine.pk)]})
+    provider_file_id = (await ProviderFileUpload.objects.aget()).provider_file_id
+
+    theirs = await database_sync_to_async(file_ingest)(
+        owner=other_user, blob=blob_from_chunks([data]), name="notes.txt", content_type="text/plain"
+    )
+    assert theirs.stored_file_id == mine.stored_file_id  # one blob underneath
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(other_user)}")
+    shown = (await asyncio.to_thread(client.get, f"/api/files/{theirs.pk}/")).json()
+    assert (shown["content_type"], shown["provider_copies"]) == ("text/plain", [])
+    listing = json.loads((await run(other_user, "kimi_manage_files", {"action": "list"}))["text"])
+    assert [entry["kimi"] for entry in listing["files"]] == [None]
+    # The provider id of my copy names nothing of theirs, nor my file's name.
+    code, message = error_of(await run(other_user, "smart_file_download", {"provider_file_id": provider_file_id}))
+    assert code == "invalid_arguments" and "salaries" not in message
+    # Once they send their own reference, the copy (uploaded once) is theirs to see, under their name.
+    await run(other_user, "kimi_upload_files", {"files": [str(theirs.pk)]})
+    shown = (await asyncio.to_thread(client.get, f"/api/files/{theirs.pk}/")).json()
+    assert [copy["provider_file_id"] for copy in shown["provider_copies"]] == [provider_file_id]
+    saved = json.loads((await run(other_user, "smart_file_download", {"provider_file_id": provider_file_id}))["text"])
+    assert saved["source"] == "notes.txt"
+    assert await ProviderFileUpload.objects.acount() == 1

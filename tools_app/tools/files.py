@@ -126,7 +126,7 @@ async def upload_copies(ctx: CallContext, provider: Provider, references: list[F
     """Make sure each file has a copy on `provider` (in parallel, each through the throttle)."""
     await ctx.progress(f"uploading {len(references)} file(s) to {provider.label}")
     copies = await asyncio.gather(
-        *(provider_copy_ensure(stored=r.stored_file, provider=provider, caller=ctx) for r in references)
+        *(provider_copy_ensure(reference=r, provider=provider, caller=ctx) for r in references)
     )
     listed = [
         {

@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db.models import F
 
 from files_app.cleanup import files_cleanup, provider_orphans_delete
 from files_app.models import FileReference, ProviderFileUpload
@@ -17,12 +18,13 @@ from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 
 def _listing(owner: Any) -> list[dict[str, Any]]:
-    references = FileReference.objects.owned_by(owner).order_by("-created")[:500]
+    references = list(FileReference.objects.owned_by(owner).select_related("stored_file").order_by("-created")[:500])
+    # Only the copies this user's own calls used: another uploader's copy of the same content stays unseen.
     copies = {
-        copy.stored_file_id: copy
-        for copy in ProviderFileUpload.objects.filter(
-            provider="kimi", stored_file__in=[r.stored_file_id for r in references]
-        ).exclude(status=ProviderFileUpload.Status.DELETING)
+        copy.reference_id: copy
+        for copy in ProviderFileUpload.objects.filter(provider="kimi", sent_by__in=[r.id for r in references])
+        .exclude(status=ProviderFileUpload.Status.DELETING)
+        .annotate(reference_id=F("sent_by"))
     }
     return [
         {
@@ -30,7 +32,7 @@ def _listing(owner: Any) -> list[dict[str, Any]]:
             "name": reference.name,
             "size": reference.stored_file.size,
             "kimi": {"status": copy.status, "provider_file_id": copy.provider_file_id}
-            if (copy := copies.get(reference.stored_file_id))
+            if (copy := copies.get(reference.id))
             else None,
         }
         for reference in references

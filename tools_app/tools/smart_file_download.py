@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from files_app.services import file_ingest_text, provider_copy_for_owner, provider_copy_text
+from files_app.services import file_ingest_text, provider_copy_text, reference_for_provider_copy
 from tools_app.errors import ToolError
 from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
@@ -35,19 +35,19 @@ class SmartFileDownloadTool(Tool):
             raise ToolError("invalid_arguments", "name the file by exactly one of `file` or `provider_file_id`.")
         if "file" in arguments:
             reference = (await own_references(ctx, [arguments["file"]]))[0]
-            stored, source_name = reference.stored_file, reference.name
         else:
-            copy = await database_sync_to_async(provider_copy_for_owner)(
+            found = await database_sync_to_async(reference_for_provider_copy)(
                 owner=ctx.user, provider=provider.name, provider_file_id=arguments["provider_file_id"]
             )
-            if copy is None:
+            if found is None:
                 raise ToolError(
                     "invalid_arguments",
                     f"{provider.label} file {arguments['provider_file_id']!r} is not a copy of any of your files.",
                 )
-            stored, source_name = copy.stored_file, copy.stored_file.original_name
+            reference = found
+        source_name = reference.name
         await ctx.progress(f"fetching {provider.label}'s extraction of {source_name}")
-        text = await provider_copy_text(stored=stored, provider=provider, caller=ctx)
+        text = await provider_copy_text(reference=reference, provider=provider, caller=ctx)
         saved = await database_sync_to_async(file_ingest_text)(
             owner=ctx.user, text=text, name=f"{source_name}.{provider.name}.txt"
         )

@@ -50,7 +50,7 @@ async def image_parts(ctx: CallContext, resolved: ResolvedModel, images: list[st
 
 async def _file_data_url(reference: Any) -> str:
     stored = reference.stored_file
-    kind = (stored.content_type or "").split(";")[0].strip()
+    kind = (reference.content_type or "").split(";")[0].strip()
     if not kind.startswith("image/"):
         raise ToolError(
             "invalid_arguments", f"file {reference.id} ({reference.name}) is not an image ({kind or 'unknown type'})."
