@@ -134,7 +134,16 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Bounded per owner (a user, or an address): one user's flood evicts only its own entries.
+    CACHES = {
+        "default": {
+            "BACKEND": "exai_site.cache.FairLocMemCache",
+            "OPTIONS": {
+                "MAX_ENTRIES": env_int("EXAI_CACHE_MAX_ENTRIES", 100_000, minimum=100),
+                "MAX_PER_OWNER": env_int("EXAI_CACHE_MAX_PER_OWNER", 1_000, minimum=10),
+            },
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -13,6 +13,8 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from exai_site.cache import owned_key
+
 
 class _SettingsRateThrottle(SimpleRateThrottle):
     setting: str
@@ -20,8 +22,9 @@ class _SettingsRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         return getattr(settings, self.setting)
 
-    def key_for(self, ident: object) -> str:
-        return f"{settings.EXAI_REDIS_PREFIX}:throttle:{self.scope}:{ident}"
+    def key_for(self, owner: str) -> str:
+        # Held by the user or address it counts, so nobody else's requests can evict it.
+        return owned_key(owner, f"{settings.EXAI_REDIS_PREFIX}:throttle:{self.scope}")
 
 
 class UserRateThrottle(_SettingsRateThrottle):
@@ -32,7 +35,7 @@ class UserRateThrottle(_SettingsRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         user = request.user
-        return self.key_for(user.pk) if user is not None and user.is_authenticated else None
+        return self.key_for(f"u{user.pk}") if user is not None and user.is_authenticated else None
 
 
 class AnonRateThrottle(_SettingsRateThrottle):
@@ -45,7 +48,7 @@ class AnonRateThrottle(_SettingsRateThrottle):
         user = request.user
         if user is not None and user.is_authenticated:
             return None
-        return self.key_for(self.get_ident(request))
+        return self.key_for(f"ip:{self.get_ident(request)}")
 
 
 class LoginRateThrottle(_SettingsRateThrottle):
@@ -55,4 +58,4 @@ class LoginRateThrottle(_SettingsRateThrottle):
     setting = "EXAI_LOGIN_RATE"
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
-        return self.key_for(self.get_ident(request))
+        return self.key_for(f"ip:{self.get_ident(request)}")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -21,7 +21,8 @@ from errors_app.capture import capture_exception, flush_errors
 from errors_app.models import ErrorInvestigation
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
-from tests.conftest import access_token
+from tests.conftest import REDIS_URL as REDIS
+from tests.conftest import access_token, redis_available
 from tests.helpers import communicator, frames_until, metadata, run
 from tools_app.lifecycle import get_lifecycle
 from tools_app.models import Conversation, Message
@@ -174,3 +175,56 @@ async def wait_for_async(read: Callable[[], Awaitable[Any]], expected: Any, time
     async with asyncio.timeout(timeout):
         while await read() != expected:
             await asyncio.sleep(0.05)
+
+
+# --- One user cannot flood the shared cache ------------------------------------
+
+EMBEDDED_CACHE = {
+    "default": {"BACKEND": "exai_site.cache.FairLocMemCache", "OPTIONS": {"MAX_ENTRIES": 300, "MAX_PER_OWNER": 50}}
+}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+async def mcp_post(token: str, body: dict[str, Any], **headers: str) -> Any:
+    return await AsyncClient().post(
+        "/mcp",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}", **headers},
+    )
+
+
+async def login(address: str) -> int:
+    client = AsyncClient(REMOTE_ADDR=address)
+    body = {"username": "bob", "password": "wrong"}
+    return (await client.post("/api/auth/token/", body, content_type="application/json")).status_code
+
+
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+async def test_one_users_flood_of_sessions_evicts_nobody_elses_sessions_or_login_counts(
+    user: Any, other_user: Any, settings: Any, store: str
+) -> None:
+    if store == "embedded":
+        settings.CACHES = EMBEDDED_CACHE
+    else:
+        if not redis_available():
+            pytest.skip("no Redis at 127.0.0.1:6379")
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS}}
+    settings.EXAI_LOGIN_RATE = "3/minute"
+    settings.EXAI_API_ANON_RATE = None  # only the login limit counts here
+    bob = access_token(other_user)
+    session = (await mcp_post(bob, INITIALIZE))["Mcp-Session-Id"]
+    assert [await login("10.0.0.2") for _ in range(3)] == [401, 401, 401]
+
+    flooder = access_token(user)
+    for _ in range(320):
+        assert (await mcp_post(flooder, INITIALIZE)).status_code == 200
+
+    listing = await mcp_post(bob, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, **{"Mcp-Session-Id": session})
+    assert listing.status_code == 200  # bob's session is still there
+    assert await login("10.0.0.2") == 429  # and so is the count of password guesses from his address

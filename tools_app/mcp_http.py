@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from exai_site.auth import authenticate_token, token_from_headers
+from exai_site.cache import owned_key
 from exai_site.origins import origin_allowed
 from tools_app.mcp_protocol import (
     INVALID_REQUEST,
@@ -40,8 +41,8 @@ SESSION_TTL_S = 24 * 3600
 _in_flight: dict[str, dict[Any, asyncio.Task[Any]]] = {}
 
 
-def _session_key(session_id: str) -> str:
-    return f"exai:mcp:session:{session_id}"
+def _session_key(user_id: Any, session_id: str) -> str:
+    return owned_key(f"u{user_id}", f"{settings.EXAI_REDIS_PREFIX}:mcp:session:{session_id}")
 
 
 def _rpc_error(status: int, code: int, message: str, **headers: str) -> JsonResponse:
@@ -87,7 +88,7 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
     session_id = request.headers.get(SESSION_HEADER)
     version: str | None = None
     if session_id:
-        session = await cache.aget(_session_key(session_id))
+        session = await cache.aget(_session_key(auth.user.pk, session_id))
         if session is None or session.get("user") != auth.user.pk:
             return _rpc_error(404, INVALID_REQUEST, "unknown or expired MCP session; initialize again")
         version = session.get("version")
@@ -116,7 +117,7 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         _forget_if_idle(session_id)
     if message.get("method") == "initialize" and reply is not None and "result" in reply:
         await cache.aset(
-            _session_key(session_id),  # type: ignore[arg-type]  # set above for initialize
+            _session_key(auth.user.pk, session_id),  # type: ignore[arg-type]  # set above for initialize
             {"user": auth.user.pk, "version": server.protocol_version},
             SESSION_TTL_S,
         )
@@ -163,10 +164,10 @@ async def _stream(server: McpServer, message: dict[str, Any], session_id: str | 
 
 async def _terminate(request: HttpRequest, user_id: Any) -> HttpResponse:
     session_id = request.headers.get(SESSION_HEADER) or ""
-    session = await cache.aget(_session_key(session_id)) if session_id else None
+    session = await cache.aget(_session_key(user_id, session_id)) if session_id else None
     if session is None or session.get("user") != user_id:
         return _rpc_error(404, INVALID_REQUEST, "unknown MCP session")
-    await cache.adelete(_session_key(session_id))
+    await cache.adelete(_session_key(user_id, session_id))
     for task in _in_flight.pop(session_id, {}).values():
         task.cancel()
     return HttpResponse(status=204)

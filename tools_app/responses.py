@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from exai_site.cache import owned_key
 from tools_app.tools.base import Tool, ToolResult
 from tools_app.tools.context import estimate_tokens
 
@@ -25,7 +26,7 @@ _BOUNDARIES = ("\n\n", "\n", ". ", " ")
 
 
 def _rest_key(user_id: Any, thread_id: str) -> str:
-    return f"{settings.EXAI_REDIS_PREFIX}:rest:{user_id}:{thread_id}"
+    return owned_key(f"u{user_id}", f"{settings.EXAI_REDIS_PREFIX}:rest:{thread_id}")
 
 
 def split_at_boundary(text: str, max_tokens: int) -> tuple[str, str]:
@@ -80,7 +81,9 @@ def cache_key(tool: Tool, user_id: Any, arguments: dict[str, Any]) -> str | None
     canonical = json.dumps(
         [tool.name, user_id, {k: v for k, v in arguments.items() if k != "use_cache"}], sort_keys=True
     )
-    return f"{settings.EXAI_REDIS_PREFIX}:reply:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    return owned_key(
+        f"u{user_id}", f"{settings.EXAI_REDIS_PREFIX}:reply:{hashlib.sha256(canonical.encode()).hexdigest()}"
+    )
 
 
 async def cached_reply(key: str | None) -> ToolResult | None:
