@@ -5,6 +5,9 @@ Prints, nothing asserted:
     p50/p99 in microseconds, in-process and Redis on loopback;
   * a saturation run: 64 workers sharing 4 slots, each holding 5 ms, 20 times:
     throughput and wait-time percentiles (fairness shows as a tight p99);
+  * a flood: one user keeps 16 Kimi calls going (50 ms each) while another makes 20 calls;
+    the other user's wait, with one user allowed all of Kimi's slots (share 1.0, as before)
+    and with EXAI_USER_PROVIDER_SHARE's default (0.5);
   * circuit-breaker check (admit + record) per call;
   * rate limits: a user's call admitted (in-process and Redis) and a frame counted, per call;
   * xxhash (xxh3_64, xxh3_128) against SHA-256 on 1 MiB and 64 MiB buffers.
@@ -83,6 +86,31 @@ async def saturation(
     return workers * rounds / (time.perf_counter() - started), waits
 
 
+async def flood_wait(throttle: Any, share: float) -> list[float]:
+    from django.conf import settings
+
+    settings.EXAI_USER_PROVIDER_SHARE = share
+    flooder, other = f"flood-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    stop = asyncio.Event()
+
+    async def flood() -> None:
+        while not stop.is_set():
+            async with throttle.slots(provider="kimi", user_id=flooder):
+                await asyncio.sleep(0.05)
+
+    floods = [asyncio.ensure_future(flood()) for _ in range(16)]
+    await asyncio.sleep(0.2)
+    waits = []
+    for _ in range(20):
+        started = time.perf_counter()
+        async with throttle.slots(provider="kimi", user_id=other):
+            waits.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.gather(*floods)
+    return waits
+
+
 async def breaker_cost(rounds: int) -> dict[str, list[float]]:
     from tools_app.circuit import LocalCircuitBreaker, RedisCircuitBreaker
 
@@ -157,6 +185,11 @@ async def run(rounds: int) -> None:
     for name, throttle in backends().items():
         rate, waits = await saturation(throttle)
         print(f"  {name:<12}                              {rate:8.1f} {fmt(waits)}")
+
+    print("\nanother user's wait while one user floods Kimi, ms   p50       p95       p99")
+    for name, throttle in backends().items():
+        for share, label in ((1.0, "one user may take all slots"), (0.5, "share 0.5 (the default)")):
+            print(f"  {name:<12} {label:<30} {fmt(await flood_wait(throttle, share))}")
 
     print("\ncircuit breaker admit + record, microseconds  p50       p95       p99")
     for name, samples in (await breaker_cost(rounds)).items():

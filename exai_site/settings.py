@@ -286,6 +286,9 @@ EXAI_LOCAL_MAX_CONCURRENCY = env_int("EXAI_LOCAL_MAX_CONCURRENCY", 4, minimum=1)
 EXAI_QUEUE_TIMEOUT_S = env_float("EXAI_QUEUE_TIMEOUT_S", 60.0, minimum=0.0)
 EXAI_LEASE_TTL_S = env_float("EXAI_LEASE_TTL_S", 30.0, minimum=1.0)
 EXAI_USER_MAX_CONCURRENCY = env_int("EXAI_USER_MAX_CONCURRENCY", 8, minimum=1)
+# The share of one provider's slots a single user may hold at once (at least one slot): a user's
+# flood leaves the rest to everyone else.
+EXAI_USER_PROVIDER_SHARE = env_float("EXAI_USER_PROVIDER_SHARE", 0.5, minimum=0.01)
 # The deadline of a call that consults a model. It bounds a long answer (an expert's 20k tokens
 # stream for minutes); it must exceed every provider timeout plus the longest slot wait, so a
 # silent provider fails first with its own `timeout` (checked by exai.E004).

@@ -156,6 +156,29 @@ async def test_one_users_flood_does_not_hold_back_another_user(throttle: Throttl
     await asyncio.gather(*flood, return_exceptions=True)
 
 
+async def test_one_user_holds_at_most_a_share_of_a_provider_and_another_user_waits_for_none(
+    throttle: Throttle, settings: Any
+) -> None:
+    settings.EXAI_KIMI_MAX_CONCURRENCY = 4  # fewer than the 8 calls one user may run at once
+    held: list[int] = []
+
+    async def call(user_id: int, seconds: float) -> float:
+        started = time.perf_counter()
+        async with throttle.slots(provider="kimi", user_id=user_id):
+            held.append(user_id)
+            await asyncio.sleep(seconds)
+        return time.perf_counter() - started
+
+    flood = [asyncio.ensure_future(call(1, 0.3)) for _ in range(8)]
+    await asyncio.sleep(0.1)
+    assert held == [1, 1]  # half of Kimi's slots (EXAI_USER_PROVIDER_SHARE), not all four
+    other = await call(2, 0.0)
+    assert other < 0.2  # served at once, not after the flood's first round
+    for task in flood:
+        task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)
+
+
 async def test_turns_of_one_conversation_run_one_at_a_time_in_order(throttle: Throttle) -> None:
     log: list[str] = []
 

@@ -48,6 +48,8 @@ class Pool:
     @property
     def label(self) -> str:
         kind, _, rest = self.name.partition(":")
+        if kind == "user" and ":" in rest:
+            return f"your share of {rest.partition(':')[2]}"
         return {"global": "global", "provider": f"{rest} provider", "user": "per-user", "thread": "conversation"}.get(
             kind, self.name
         )
@@ -82,9 +84,19 @@ def provider_pool(provider: str) -> Pool:
     return Pool(f"provider:{provider}", provider_limit(provider))
 
 
+def user_share(provider: str) -> int:
+    """How many of the provider's slots one user may hold: the rest stay free for everyone else."""
+    return max(1, int(provider_limit(provider) * settings.EXAI_USER_PROVIDER_SHARE))
+
+
 def call_pools(*, provider: str, user_id: Any) -> list[Pool]:
     """The slots one provider call holds, in the order they are taken."""
-    return [Pool(f"user:{user_id}", settings.EXAI_USER_MAX_CONCURRENCY), global_pool(), provider_pool(provider)]
+    return [
+        Pool(f"user:{user_id}", settings.EXAI_USER_MAX_CONCURRENCY),
+        Pool(f"user:{user_id}:{provider}", user_share(provider)),
+        global_pool(),
+        provider_pool(provider),
+    ]
 
 
 def provider_pools() -> list[Pool]:
@@ -121,19 +133,21 @@ class Throttle(abc.ABC):
 
     @asynccontextmanager
     async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
-        """Hold the caller's user slot, then a global slot, then one of `provider`, for the body.
+        """Hold the caller's user slot and share of `provider`, then a global slot, then one of `provider`.
 
         A call whose cancellation an await swallowed on the way never gets into the body: no
         provider request is ever made for a call nobody wants any more.
         """
         waits = SlotWaits()
         deadline = time.perf_counter() + settings.EXAI_QUEUE_TIMEOUT_S
-        user, everyone, provider_slots = call_pools(provider=provider, user_id=user_id)
+        user, share, everyone, provider_slots = call_pools(provider=provider, user_id=user_id)
         async with (
-            self.hold(user, deadline) as waits.user_ms,
+            self.hold(user, deadline) as user_ms,
+            self.hold(share, deadline) as share_ms,
             self.hold(everyone, deadline) as waits.global_ms,
             self.hold(provider_slots, deadline) as waits.provider_ms,
         ):
+            waits.user_ms = user_ms + share_ms
             honour_cancellation()
             yield waits
 
