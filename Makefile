@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics_overhead.py
 	$(BIN)/python benchmarks/tool_schemas.py
 	$(BIN)/python benchmarks/providers.py
+	$(BIN)/python benchmarks/hardening.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

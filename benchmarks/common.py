@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -57,7 +58,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def prepared_database() -> tuple[dict[str, str], str]:
     """Migrate a fresh SQLite database (or DATABASE_URL's) and return its env and a bench user's token."""
-    env = {"DJANGO_SETTINGS_MODULE": "exai_site.settings"}
+    # One key for the token made here and the servers that check it (a DEBUG-off server needs one).
+    env = {
+        "DJANGO_SETTINGS_MODULE": "exai_site.settings",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+    }
     if not os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='exai-bench-')}/bench.sqlite3"
     full = {**os.environ, **env}

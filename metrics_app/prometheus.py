@@ -26,6 +26,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from tools_app.errors import ERROR_CODES
+
 if TYPE_CHECKING:
     from metrics_app.models import LatencySample
 
@@ -62,23 +64,7 @@ _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 # Every label value is one this server knows: a made-up tool or model name a client sends is
 # `other`, so no client can grow the series (each name would cost ~35, never freed).
 OTHER = "other"
-STATUSES = frozenset(
-    {
-        "ok",
-        "invalid_request",
-        "unknown_tool",
-        "invalid_arguments",
-        "unauthorized",
-        "forbidden",
-        "provider_unavailable",
-        "provider_error",
-        "timeout",
-        "overloaded",
-        "cancelled",
-        "shutting_down",
-        "internal",
-    }
-)
+STATUSES = ERROR_CODES | {"ok"}
 _KNOWN_TTL_S = 5.0
 _known: tuple[float, frozenset[str], frozenset[str], frozenset[str]] = (
     -_KNOWN_TTL_S,

@@ -218,20 +218,25 @@ class ServerProcess:
                 self.process.kill()
 
 
-@pytest.fixture(scope="session")
-def server(
-    django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path
-) -> Iterator[ServerProcess]:
+def server_env(django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path, **extra: str) -> dict[str, str]:
+    """What a server process of the tests runs with: the test database, its files, the stub."""
     with django_db_blocker.unblock():
         url = database_url()
     # Its latency samples land in the shared test database at once, inside the test that caused
     # them, not in whichever test runs next.
-    env = {
+    return {
         "DATABASE_URL": url,
         "EXAI_FILE_ROOT": str(file_root),
         "EXAI_METRICS_FLUSH_S": "0.02",
         **provider_env(provider_stub),
+        **extra,
     }
-    process = ServerProcess(env).start()
+
+
+@pytest.fixture(scope="session")
+def server(
+    django_db_setup: None, django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path
+) -> Iterator[ServerProcess]:
+    process = ServerProcess(server_env(django_db_blocker, provider_stub, file_root)).start()
     yield process
     process.stop()

@@ -21,25 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import communicator, wait_for
+from tools_app.errors import ERROR_CODES
 from tools_app.throttle import get_throttle
 from tools_app.tools import REGISTRY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ERROR_CODES = {
-    "invalid_request",
-    "unknown_tool",
-    "invalid_arguments",
-    "unauthorized",
-    "forbidden",
-    "provider_unavailable",
-    "provider_error",
-    "timeout",
-    "overloaded",
-    "cancelled",
-    "shutting_down",
-    "internal",
-}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=16),

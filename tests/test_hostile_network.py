@@ -16,7 +16,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ServerProcess, access_token, database_url, provider_env
+from tests.conftest import ServerProcess, access_token, server_env
 from tests.provider_stub import ProviderStub
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,17 +33,15 @@ def hardened(
     tmp_path_factory: Any,
 ) -> Iterator[ServerProcess]:
     """A server with small limits, so that going over them is quick."""
-    with django_db_blocker.unblock():
-        url = database_url()
-    env = {
-        "DATABASE_URL": url,
-        "EXAI_FILE_ROOT": str(file_root),
-        **provider_env(provider_stub),
-        "EXAI_MAX_UPLOAD_MB": "1",
-        "EXAI_HELLO_TIMEOUT_S": "1",
-        "EXAI_WS_MAX_PER_ADDRESS": "6",
-        "EXAI_WS_MAX_PER_USER": "3",
-    }
+    env = server_env(
+        django_db_blocker,
+        provider_stub,
+        file_root,
+        EXAI_MAX_UPLOAD_MB="1",
+        EXAI_HELLO_TIMEOUT_S="1",
+        EXAI_WS_MAX_PER_ADDRESS="6",
+        EXAI_WS_MAX_PER_USER="3",
+    )
     process = ServerProcess(env, log=tmp_path_factory.mktemp("hardened") / "access.log").start()
     yield process
     process.stop()
