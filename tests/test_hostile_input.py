@@ -228,3 +228,33 @@ async def test_one_users_flood_of_sessions_evicts_nobody_elses_sessions_or_login
     listing = await mcp_post(bob, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, **{"Mcp-Session-Id": session})
     assert listing.status_code == 200  # bob's session is still there
     assert await login("10.0.0.2") == 429  # and so is the count of password guesses from his address
+
+
+# --- One user cannot take every slot of a provider ------------------------------
+
+
+async def test_another_users_call_waits_for_no_slot_while_one_user_floods_kimi_over_sockets(
+    user: Any, other_user: Any, settings: Any
+) -> None:
+    settings.EXAI_KIMI_MAX_CONCURRENCY = 4  # fewer than the 8 calls one user may run at once
+    flooder = communicator("/ws", token=access_token(user))
+    await flooder.connect()
+    for index in range(8):
+        arguments = {"prompt": f"flood {index} [[stub:delay=0.6]]", "model": "kimi"}
+        await flooder.send_json_to(
+            {"op": "call_tool", "request_id": f"f{index}", "name": "chat", "arguments": arguments}
+        )
+    await asyncio.sleep(0.2)  # the flood holds what it may
+
+    other = communicator("/ws", token=access_token(other_user))
+    await other.connect()
+    answer = await call_and_wait(other, {"prompt": "my turn", "model": "kimi"})
+    waits = metadata(answer)["latency_metrics"]
+    assert waits["provider_sem_wait_ms"] + waits["global_sem_wait_ms"] < 100  # not the flood's 600 ms
+    await other.disconnect()
+    await flooder.disconnect()
+
+
+async def call_and_wait(comm: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    await comm.send_json_to({"op": "call_tool", "request_id": "mine", "name": "chat", "arguments": arguments})
+    return (await frames_until(comm, "call_tool_res"))[-1]
