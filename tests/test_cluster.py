@@ -35,6 +35,8 @@ def cluster_env(stub: Any, redis_settings: Any) -> dict[str, str]:
         "EXAI_MAX_CONCURRENCY": "32",
         "EXAI_KIMI_MAX_CONCURRENCY": "4",
         "EXAI_USER_MAX_CONCURRENCY": "64",
+        # One user drives these loads: the cluster-wide provider limit is what they measure.
+        "EXAI_USER_PROVIDER_SHARE": "1",
         "EXAI_LEASE_TTL_S": "2",
         "EXAI_CIRCUIT_MIN_CALLS": "100000",  # these tests time out calls on purpose
         # One user's load test, not a test of the rate limits (tests/test_rate_limits.py).
