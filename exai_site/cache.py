@@ -13,6 +13,7 @@ the owner holding the most. With Redis (cluster mode) entries are never evicted 
 from __future__ import annotations
 
 from collections import OrderedDict
+from threading import Lock
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -34,6 +35,12 @@ def _owner(made_key: str) -> str:
 
 
 class FairLocMemCache(LocMemCache):
+    # LocMemCache's own state (the stubs leave it out).
+    _cache: OrderedDict[str, Any]
+    _expire_info: dict[str, float | None]
+    _lock: Lock
+    _max_entries: int
+
     def __init__(self, name: str, params: dict[str, Any]) -> None:
         super().__init__(name, params)
         self._max_per_owner = int(params.get("OPTIONS", {}).get("MAX_PER_OWNER", 1000))
@@ -67,7 +74,7 @@ class FairLocMemCache(LocMemCache):
             keys.pop(key, None)
             if not keys:
                 del self._owners[_owner(key)]
-        return bool(super()._delete(key))
+        return bool(super()._delete(key))  # type: ignore[misc]  # LocMemCache's, absent from the stubs
 
     def clear(self) -> None:
         with self._lock:

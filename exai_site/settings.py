@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -118,6 +119,7 @@ EXAI_REDIS_PREFIX = env_str("EXAI_REDIS_PREFIX", "exai")
 # Connections one server process opens to Redis, and how long a call waits for a free one.
 EXAI_REDIS_MAX_CONNECTIONS = env_int("EXAI_REDIS_MAX_CONNECTIONS", 64, minimum=2)
 EXAI_REDIS_POOL_TIMEOUT_S = env_float("EXAI_REDIS_POOL_TIMEOUT_S", 20.0, minimum=0.1)
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

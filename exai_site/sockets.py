@@ -168,8 +168,7 @@ class SocketGuardMiddleware:
         slot = SocketSlot(guard, address, scope)
         try:
             user = scope.get("user")
-            known = user is not None and user.is_authenticated
-            if known and (refusal := slot.authenticate(user.pk)) is not None:
+            if user is not None and user.is_authenticated and (refusal := slot.authenticate(user.pk)) is not None:
                 return await refuse(receive, send, CLOSE_TOO_MANY, refusal)
             closed = False
 

@@ -50,7 +50,7 @@ class StaffFeedConsumer(AsyncJsonWebsocketConsumer):
         user = self.auth.user
         if user is None and self.auth.error:
             await self._refuse("unauthorized", self.auth.error, CLOSE_UNAUTHORIZED)
-        elif user is None or not user.is_active or not user.is_staff or self.auth.expired():
+        elif user is None or not user.is_active or not getattr(user, "is_staff", False) or self.auth.expired():
             await self._refuse("forbidden", "staff only", CLOSE_FORBIDDEN)
         else:
             return False

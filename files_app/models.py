@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -91,7 +92,7 @@ class FileReference(models.Model):
     # What this user said about the content, and which provider copies this user's calls used:
     # dedup is invisible, so nobody sees another uploader's content type or copies.
     content_type = models.CharField(max_length=200, blank=True)
-    provider_copies = models.ManyToManyField(
+    provider_copies: models.ManyToManyField[ProviderFileUpload, Any] = models.ManyToManyField(
         "ProviderFileUpload", blank=True, related_name="sent_by", help_text="Copies this reference was sent as."
     )
     created = models.DateTimeField(auto_now_add=True)
