@@ -31,6 +31,7 @@ from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.conversations import conversation_record_turn
 from tools_app.errors import ToolError
+from tools_app.outages import now_or_later
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
@@ -141,7 +142,7 @@ class CallContext:
                 capture_exception(
                     exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
                 )
-                await breaker.record(provider.name, exc, probe=admission.probe)
+                await self._count(breaker, provider.name, exc, admission.probe)
                 if exc.status == 429:
                     provider_rate_limited(provider.name)  # fewer requests at once, for a while
                 wait = self._rate_limit_wait(exc, attempt)
@@ -153,9 +154,16 @@ class CallContext:
             fault = result.fault if isinstance(result, ChatResult) else None
             if fault is not None:
                 capture_exception(fault, context={"status": fault.status, "operation": operation})
-            await breaker.record(provider.name, fault, probe=admission.probe)
+            await self._count(breaker, provider.name, fault, admission.probe)
             return result
         raise AssertionError("itertools.count() never ends")  # for the type checker
+
+    @staticmethod
+    async def _count(breaker: Any, provider: str, error: ProviderError | None, probe: bool) -> None:
+        """Count the outcome in the breaker; with Redis down, later (the answer is not held up)."""
+        await now_or_later(
+            f"count a {provider} call in its circuit breaker", lambda: breaker.record(provider, error, probe=probe)
+        )
 
     def _rate_limit_wait(self, exc: ProviderError, attempt: int) -> float | None:
         """How long to wait before trying a rate-limited request again; None = give up now."""

@@ -27,6 +27,7 @@ from tools_app.resume import Emit, call_registry
 from tools_app.services import (
     LocalToolBackend,
     error_outcome,
+    failure_outcome,
     health_snapshot,
     interrupted_outcome,
     rate_limited_outcome,
@@ -271,15 +272,13 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             if not self.closing:
                 await self.send_json({"op": "call_tool_res", "request_id": request_id, **interrupted_outcome()})
-        except Exception:
-            logger.exception("call %s failed outside its tool", request_id)
-            await self.send_json(
-                {
-                    "op": "call_tool_res",
-                    "request_id": request_id,
-                    **error_outcome("internal", "internal error; it has been logged"),
-                }
-            )
+        except Exception as exc:
+            # Before the call could start (its stored result or claim unreadable): retryable if a
+            # service is down, else internal.
+            failed = failure_outcome(exc, "internal error; it has been logged")
+            if failed["error"]["code"] == "internal":
+                logger.exception("call %s failed outside its tool", request_id)
+            await self.send_json({"op": "call_tool_res", "request_id": request_id, **failed})
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()

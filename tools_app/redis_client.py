@@ -14,12 +14,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+REDIS_CONNECT_TIMEOUT_S = 2.0
+REDIS_COMMAND_TIMEOUT_S = 10.0
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def get_redis() -> Any:
     """The loop's client for REDIS_URL (redis.asyncio connections belong to the loop that made them)."""
     import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
 
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
@@ -31,6 +37,12 @@ def get_redis() -> Any:
             max_connections=settings.EXAI_REDIS_MAX_CONNECTIONS,
             timeout=settings.EXAI_REDIS_POOL_TIMEOUT_S,
             health_check_interval=30,
+            # A Redis that went away (restart, failover) fails a command within seconds, never
+            # hangs it; a connection left broken by a restart is replaced on the next try.
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            socket_timeout=REDIS_COMMAND_TIMEOUT_S,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[ConnectionError, TimeoutError],
         )
         client = _clients[loop] = redis.Redis(connection_pool=pool)
     return client

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from exai_site.cache import owned_key
+from tools_app.outages import now_or_later, unreachable_service
 from tools_app.tools.base import Tool, ToolResult
 from tools_app.tools.context import estimate_tokens
 
@@ -61,7 +62,10 @@ async def cut_long_reply(result: ToolResult, user_id: Any) -> ToolResult:
 
 
 async def store_rest(user_id: Any, thread_id: str, rest: str) -> None:
-    await cache.aset(_rest_key(user_id, thread_id), rest, timeout=int(settings.EXAI_CONVERSATION_TTL_HOURS * 3600))
+    timeout = int(settings.EXAI_CONVERSATION_TTL_HOURS * 3600)
+    await now_or_later(
+        "keep the rest of a long reply", lambda: cache.aset(_rest_key(user_id, thread_id), rest, timeout)
+    )
 
 
 async def take_rest(user_id: Any, thread_id: str) -> str | None:
@@ -89,7 +93,13 @@ def cache_key(tool: Tool, user_id: Any, arguments: dict[str, Any]) -> str | None
 async def cached_reply(key: str | None) -> ToolResult | None:
     if key is None:
         return None
-    hit = await cache.aget(key)
+    try:
+        hit = await cache.aget(key)
+    except Exception as exc:
+        if unreachable_service(exc) is None:
+            raise
+        return None  # the cache is away (Redis restarting): ask the model
+
     if hit is None:
         return None
     return ToolResult(hit["text"], {**hit["metadata"], "cache_hit": True})
@@ -97,4 +107,5 @@ async def cached_reply(key: str | None) -> ToolResult | None:
 
 async def remember_reply(key: str | None, result: ToolResult) -> None:
     if key is not None:
-        await cache.aset(key, {"text": result.text, "metadata": result.metadata}, timeout=settings.EXAI_CACHE_TTL_S)
+        value = {"text": result.text, "metadata": result.metadata}
+        await now_or_later("cache a reply", lambda: cache.aset(key, value, timeout=settings.EXAI_CACHE_TTL_S))

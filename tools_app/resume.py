@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.idempotency import idempotency_store
+from tools_app.outages import now_or_later
 from tools_app.redis_client import get_redis, redis_key
 from tools_app.throttle.base import honour_cancellation
 
@@ -149,14 +150,21 @@ class CallRegistry:
         try:
             outcome = await run(running.emit)
             if outcome.get("error", {}).get("code") not in _NOT_REPLAYED:
-                await idempotency_store().set(running.key, outcome)
+                # The answer is in hand: a store that is down is written later, the answer delivered now.
+                result = outcome
+                await now_or_later(
+                    f"store the result of call {running.key}", lambda: idempotency_store().set(running.key, result)
+                )
         except asyncio.CancelledError:
             from tools_app.services import interrupted_outcome
 
             outcome = dict(interrupted_outcome())
-        except Exception:
-            logger.exception("call %s failed outside its tool", running.key)
-            outcome = {"error": {"code": "internal", "message": "internal error; it has been logged"}}
+        except Exception as exc:
+            from tools_app.services import failure_outcome
+
+            outcome = dict(failure_outcome(exc, "internal error; it has been logged"))
+            if outcome["error"]["code"] == "internal":
+                logger.exception("call %s failed outside its tool", running.key)
         finally:
             if self._running.get(running.key) is running:
                 del self._running[running.key]

@@ -17,6 +17,7 @@ from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
+from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
@@ -101,6 +102,15 @@ def error_outcome(code: str, message: str) -> CallOutcome:
     return {"error": {"code": code, "message": scrub(message)}}
 
 
+def failure_outcome(exc: BaseException, internal_message: str) -> CallOutcome:
+    """What an unexpected failure answers: retryable `overloaded` when a service is down
+    (tools_app/outages.py), else `internal` (the caller logs it)."""
+    service = unreachable_service(exc)
+    if service is None:
+        return error_outcome("internal", internal_message)
+    return {"error": {"code": "overloaded", "message": unreachable_message(service), "retry_after_s": RETRY_AFTER_S}}
+
+
 def rate_limited_outcome(exc: RateLimited) -> CallOutcome:
     return {"error": {"code": "overloaded", "message": exc.message, "retry_after_s": exc.retry_after_s}}
 
@@ -176,9 +186,10 @@ async def tool_call(
     except asyncio.CancelledError:
         outcome = interrupted_outcome()  # recorded as such; the cancellation goes on up
         raise
-    except Exception:
-        logger.exception("tool %s failed (request %s)", name, request_id)
-        outcome = error_outcome("internal", f"{name} failed with an internal error; it has been logged.")
+    except Exception as exc:
+        outcome = failure_outcome(exc, f"{name} failed with an internal error; it has been logged.")
+        if outcome["error"]["code"] == "internal":
+            logger.exception("tool %s failed (request %s)", name, request_id)
     finally:
         call_context.reset(context_token)
         if task is not None:

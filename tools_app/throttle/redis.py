@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tools_app.outages import now_or_later
 from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
 from tools_app.throttle.base import (
     Overloaded,
@@ -334,8 +335,9 @@ class RedisThrottle(Throttle):
         """Give back the leases (one per pool); with `tombstone`, also refuse their late acquire."""
         for lease in leases:
             _keeper.discard(lease)
-        try:
-            await self._release(
+
+        def release() -> Any:
+            return self._release(
                 keys=[
                     *[key for k in keys for key in (k.holders, k.queue, k.alive)],
                     self.channel,
@@ -346,8 +348,12 @@ class RedisThrottle(Throttle):
                     *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.name)],
                 ],
             )
+
+        try:
+            # With Redis away, given back when it returns; the leases expire by themselves
+            # within EXAI_LEASE_TTL_S anyway, so capacity comes back either way.
+            await now_or_later(f"give back {len(leases)} slots", release)
         except Exception:
-            # The leases expire by themselves within EXAI_LEASE_TTL_S.
             logger.warning("could not release %s slots; they expire by themselves", len(leases), exc_info=True)
 
     def _ensure_listener(self) -> None:

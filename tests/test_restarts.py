@@ -1,0 +1,109 @@
+"""Redis and PostgreSQL restarting under load: answers in hand are delivered, nothing hangs, limits heal.
+
+Private instances (tests/services.py): the test kills them and starts them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import websockets
+
+from tests.conftest import ServerProcess, access_token, server_env
+from tests.provider_stub import ProviderStub
+from tests.services import PrivateRedis
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+async def chat(server: ServerProcess, token: str, prompt: str) -> dict[str, Any]:
+    """One `chat` call over /ws; its `call_tool_res` (every call must end: 40 s at most)."""
+    async with asyncio.timeout(40), websockets.connect(f"{server.ws_url}/ws") as ws:
+        await ws.send(json.dumps({"op": "hello", "token": token}))
+        assert json.loads(await ws.recv())["ok"] is True
+        arguments = {"prompt": prompt, "model": "kimi"}
+        await ws.send(json.dumps({"op": "call_tool", "request_id": "r", "name": "chat", "arguments": arguments}))
+        while (frame := json.loads(await ws.recv()))["op"] != "call_tool_res":
+            pass
+        return frame
+
+
+async def ready(server: ServerProcess) -> int:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as client:
+        return (await client.get("/health/ready/")).status_code
+
+
+async def until(condition: Any, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.1)
+
+
+async def test_a_redis_restart_under_load_delivers_answers_in_hand_and_heals(
+    django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path, tmp_path: Path, user: Any, stub: Any
+) -> None:
+    redis = PrivateRedis(tmp_path).start()
+    prefix = f"restart-{uuid.uuid4().hex[:6]}"
+    env = server_env(
+        django_db_blocker,
+        provider_stub,
+        file_root,
+        REDIS_URL=redis.url,
+        EXAI_REDIS_PREFIX=prefix,
+        EXAI_KIMI_MAX_CONCURRENCY="3",
+        EXAI_USER_PROVIDER_SHARE="1",  # one user's load: the provider limit is what is measured
+        EXAI_USER_CALLS_PER_MIN="0",
+        EXAI_WS_FRAMES_PER_S="0",
+    )
+    servers = [ServerProcess(env).start() for _ in range(2)]
+    token = access_token(user)
+    try:
+        calls = [asyncio.ensure_future(chat(servers[i % 2], token, f"c{i} [[stub:delay=1.5]]")) for i in range(18)]
+
+        async def three_hold_slots() -> bool:
+            return stub.in_flight == 3
+
+        await until(three_hold_slots)
+        redis.kill()
+        await until(lambda: _not_ready(servers[0]))  # readiness tells the outage
+        await asyncio.sleep(3)
+        redis.start()
+        outcomes = await asyncio.gather(*calls)
+
+        answered = [o for o in outcomes if "error" not in o]
+        refused = [o["error"] for o in outcomes if "error" in o]
+        assert len(answered) >= 3  # those that held slots had their answers: delivered
+        assert all(error["code"] == "overloaded" and error["retry_after_s"] > 0 for error in refused), refused
+        assert all("Redis is unreachable" in error["message"] for error in refused)
+
+        # Within seconds the cluster serves again, with its exact limits.
+        for server in servers:
+            await until(lambda server=server: _ready(server))
+        stub.max_in_flight = 0
+        after = await asyncio.gather(*(chat(servers[i % 2], token, f"a{i} [[stub:delay=0.3]]") for i in range(18)))
+        assert [o.get("error") for o in after] == [None] * 18
+        assert stub.max_in_flight == 3
+        # Every slot given back: none leaked by the outage, none counted twice.
+        client = aioredis.Redis.from_url(redis.url)
+        for pool in ("global", "provider:kimi", f"user:{user.pk}", f"user:{user.pk}:kimi"):
+            assert await client.zcard(f"{prefix}:sem:{pool}:holders") == 0, pool
+        await client.aclose()
+    finally:
+        for server in servers:
+            server.stop()
+        redis.kill()
+
+
+async def _ready(server: ServerProcess) -> bool:
+    return await ready(server) == 200
+
+
+async def _not_ready(server: ServerProcess) -> bool:
+    return await ready(server) == 503

@@ -1,0 +1,96 @@
+"""Redis or the database going away for a while: what a call says, and what is finished later.
+
+Services restart (a Redis failover, a database upgrade, a network blip). The rules:
+- Before the provider has answered, a call that needs an unreachable service fails at
+  once with `overloaded` and `retry_after_s`: retryable, never `internal`, never a hang.
+- Once the provider has answered, the answer is delivered. What the call still had to
+  write (the conversation turn, the replayable result, the breaker's count, giving back
+  its slots) is retried in the background, bounded, with a log line if it finally fails;
+  slot leases expire by themselves if a give-back is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2.0
+# Background retries: after 0.5, 1, 2, 4, 8, 8, 8… seconds, about two minutes in all.
+_ATTEMPTS = 18
+_FIRST_DELAY_S = 0.5
+_MAX_DELAY_S = 8.0
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def unreachable_service(exc: BaseException) -> str | None:
+    """ "Redis" or "the database" when `exc` says that service cannot be reached now, else None."""
+    import redis.exceptions
+    from django.db import InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # it may be wrapped (ORM, SDK, task)
+        seen.add(id(current))
+        if isinstance(current, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return "Redis"
+        if isinstance(current, OperationalError | InterfaceError):
+            return "the database"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def unreachable_message(service: str) -> str:
+    return f"{service} is unreachable for the moment (a restart?); retry in a few seconds."
+
+
+def finish_later(what: str, operation: Callable[[], Awaitable[Any]]) -> None:
+    """Run `operation` again in the background until it succeeds (bounded); log if it never does."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.error("could not %s, and there is no loop to retry it on", what)
+        return
+    # A context of its own: nothing of the finished call (its executor, its deadline) comes along.
+    task = loop.create_task(_retry(what, operation), context=contextvars.Context())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def _retry(what: str, operation: Callable[[], Awaitable[Any]]) -> None:
+    delay = _FIRST_DELAY_S
+    for attempt in range(1, _ATTEMPTS + 1):
+        await asyncio.sleep(delay)
+        try:
+            await operation()
+        except Exception as exc:
+            if attempt == _ATTEMPTS or unreachable_service(exc) is None:
+                logger.error("gave up trying to %s after %d attempts", what, attempt, exc_info=True)
+                return
+            delay = min(delay * 2, _MAX_DELAY_S)
+            continue
+        logger.info("%s: done after the outage (retry %d)", what, attempt)
+        return
+
+
+async def settled() -> None:
+    """Wait for the background retries under way (tests, shutdown)."""
+    while _pending:
+        await asyncio.gather(*list(_pending), return_exceptions=True)
+
+
+async def now_or_later(what: str, operation: Callable[[], Awaitable[Any]]) -> None:
+    """Do `operation` now; if a service is down, keep retrying it in the background instead of failing."""
+    try:
+        await operation()
+    except Exception as exc:
+        service = unreachable_service(exc)
+        if service is None:
+            raise
+        logger.warning("could not %s: %s is unreachable; retrying in the background", what, service)
+        finish_later(what, operation)
