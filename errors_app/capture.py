@@ -48,6 +48,9 @@ class Pending:
 
 
 _pending: dict[str, Pending] = {}
+# Distinct errors held while the database is away, and how often a held batch is tried again.
+MAX_PENDING_ERRORS = 10_000
+RETRY_FLUSH_S = 2.0
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _flush_scheduled = False
@@ -142,7 +145,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
         _schedule_flush()
 
 
-def _schedule_flush() -> None:
+def _schedule_flush(delay_s: float | None = None) -> None:
     global _flush_scheduled
     loop = _loop
     if loop is None or loop.is_closed() or _flush_scheduled:
@@ -150,9 +153,8 @@ def _schedule_flush() -> None:
     _flush_scheduled = True
     # In a context of its own: the capturing request's context holds its executor for the
     # ORM (asgiref's thread-sensitive mode), which is gone by the time the flush runs.
-    loop.call_soon_threadsafe(
-        loop.call_later, settings.EXAI_ERROR_FLUSH_S, _start_flush, loop, context=contextvars.Context()
-    )
+    delay = settings.EXAI_ERROR_FLUSH_S if delay_s is None else delay_s
+    loop.call_soon_threadsafe(loop.call_later, delay, _start_flush, loop, context=contextvars.Context())
 
 
 def _start_flush(loop: asyncio.AbstractEventLoop) -> None:
@@ -174,9 +176,14 @@ async def flush_and_dispatch() -> None:
     _flush_scheduled = False
     try:
         recorded = await database_sync_to_async(flush_errors)()
-        await services.error_dispatch(recorded=recorded)
     except Exception:
         logger.warning("could not write error occurrences", exc_info=True)
+        return
+    try:
+        await services.error_dispatch(recorded=recorded)
+    except Exception:
+        # Written all the same: only the live feed and the investigations' start missed them.
+        logger.warning("could not announce %d error occurrence(s)", len(recorded), exc_info=True)
 
 
 def take_pending() -> list[Pending]:
@@ -187,10 +194,43 @@ def take_pending() -> list[Pending]:
 
 
 def flush_errors() -> list[Any]:
-    """Write every pending occurrence now (synchronous: the ORM). Returns what was recorded."""
-    from errors_app.services import error_record_occurrences
+    """Write every pending occurrence now (synchronous: the ORM). Returns what was recorded.
 
-    return [error_record_occurrences(pending=pending) for pending in take_pending()]
+    With the database away, what is not written yet goes back to the pending ones (counts
+    merged with any captured meanwhile) for the next flush, which is scheduled again.
+    """
+    from errors_app.services import error_record_occurrences
+    from tools_app.outages import unreachable_service
+
+    batch = take_pending()
+    recorded = []
+    for index, pending in enumerate(batch):
+        try:
+            recorded.append(error_record_occurrences(pending=pending))
+        except Exception as exc:
+            if unreachable_service(exc) is None:
+                raise
+            _put_back(batch[index:])
+            logger.warning("the database is unreachable; %d error(s) held for later", len(batch) - index)
+            break
+    return recorded
+
+
+def _put_back(unwritten: list[Pending]) -> None:
+    global _flush_scheduled
+    with _lock:
+        for pending in unwritten:
+            newer = _pending.get(pending.error_hash)
+            if newer is not None:  # captured again meanwhile: one entry, every occurrence counted
+                newer.count += pending.count
+                newer.first_at = min(newer.first_at, pending.first_at)
+            else:
+                _pending[pending.error_hash] = pending
+        # Bounded: one entry per distinct error, the rarest dropped past the bound.
+        while len(_pending) > MAX_PENDING_ERRORS:
+            del _pending[min(_pending, key=lambda key: _pending[key].count)]
+    _flush_scheduled = False
+    _schedule_flush(delay_s=RETRY_FLUSH_S)
 
 
 def install() -> None:

@@ -26,11 +26,19 @@ _CODES = {
     status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "invalid_request",
     status.HTTP_429_TOO_MANY_REQUESTS: "overloaded",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "overloaded",
 }
 
 
 def _from_django(exc: Exception) -> Exception:
-    """Django's refusals of a request body, as the API errors they are (not an HTML 400 and an ERROR log)."""
+    """Django's refusals of a request body, and an unreachable database or Redis, as the API errors
+    they are (not an HTML 400 and an ERROR log, not a 500)."""
+    from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+
+    if (service := unreachable_service(exc)) is not None:
+        unavailable = exceptions.Throttled(wait=RETRY_AFTER_S, detail=unreachable_message(service))
+        unavailable.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return unavailable
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         too_large = exceptions.APIException(f"the request body is over the limit of {limit:,} bytes", "too_large")

@@ -33,6 +33,7 @@ class Authentication:
     error: str | None = None
     token: str | None = None
     session_key: str | None = None
+    unavailable: bool = False  # not checked: the database is away for the moment
     checked_at: float = field(default_factory=time.monotonic)
 
     def expired(self) -> bool:
@@ -83,8 +84,19 @@ def authenticate_session(session_key: str | None) -> Authentication:
 
 
 def reauthenticate(auth: Authentication) -> Authentication:
-    """Check an open socket's credentials again (synchronous): revoked, logged out, deactivated?"""
-    return authenticate_session(auth.session_key) if auth.session_key else authenticate_token(auth.token)
+    """Check an open socket's credentials again (synchronous): revoked, logged out, deactivated?
+
+    With the database away the socket keeps what it had (checked again next time): a restart
+    of the database must not log everyone out.
+    """
+    from tools_app.outages import unreachable_service
+
+    try:
+        return authenticate_session(auth.session_key) if auth.session_key else authenticate_token(auth.token)
+    except Exception as exc:
+        if unreachable_service(exc) is None:
+            raise
+        return auth
 
 
 def session_key_from_headers(headers: list[tuple[bytes, bytes]] | Any) -> str | None:
@@ -92,6 +104,18 @@ def session_key_from_headers(headers: list[tuple[bytes, bytes]] | Any) -> str | 
         if name.lower() == b"cookie":
             return parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
     return None
+
+
+def authenticate_token_or_say_why(raw: str | None) -> Authentication:
+    """authenticate_token, with an unreachable database said as the reason rather than raised."""
+    from tools_app.outages import unreachable_message, unreachable_service
+
+    try:
+        return authenticate_token(raw)
+    except Exception as exc:
+        if (service := unreachable_service(exc)) is None:
+            raise
+        return Authentication(None, error=unreachable_message(service), unavailable=True)
 
 
 class RevocableJWTAuthentication(JWTAuthentication):
@@ -119,6 +143,6 @@ class JwtAuthMiddleware(BaseMiddleware):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         raw = token_from_headers(scope.get("headers", []), scope.get("query_string", b""))
-        auth = await database_sync_to_async(authenticate_token)(raw) if raw else Authentication(None)
+        auth = await database_sync_to_async(authenticate_token_or_say_why)(raw) if raw else Authentication(None)
         scope = {**scope, "user": auth.user or AnonymousUser(), "auth": auth}
         return await super().__call__(scope, receive, send)

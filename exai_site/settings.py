@@ -387,6 +387,8 @@ EXAI_FILE_GRACE_HOURS = env_float("EXAI_FILE_GRACE_HOURS", 24.0, minimum=0.0)
 # Latency samples are written in batches this often (and at once when a batch is full).
 EXAI_METRICS_FLUSH_S = env_float("EXAI_METRICS_FLUSH_S", 0.5, minimum=0.01)
 EXAI_METRICS_BATCH = env_int("EXAI_METRICS_BATCH", 1000, minimum=1)
+# Samples held while the database is away, written when it returns (the oldest dropped past this).
+EXAI_METRICS_BACKLOG = env_int("EXAI_METRICS_BACKLOG", 100_000, minimum=1)
 # How often an open dashboard gets a fresh snapshot.
 EXAI_DASHBOARD_INTERVAL_S = env_float("EXAI_DASHBOARD_INTERVAL_S", 2.0, minimum=0.1)
 

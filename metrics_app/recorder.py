@@ -22,6 +22,7 @@ from django.utils import timezone
 from exai_site.text import without_surrogates
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
+from tools_app.outages import unreachable_service
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 class SampleBuffer:
     def __init__(self) -> None:
         self._items: list[LatencySample] = []
+        self.dropped = 0  # past EXAI_METRICS_BACKLOG while the database was away
+        self.holding = False  # samples are held for a database that is away
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer at a time: the thread, shutdown or a test
         self._wake = threading.Event()
@@ -56,11 +59,33 @@ class SampleBuffer:
                 return 0
             try:
                 LatencySample.objects.bulk_create(items, batch_size=settings.EXAI_METRICS_BATCH)
-            except Exception:
+            except Exception as exc:
+                if unreachable_service(exc) is not None:
+                    self._keep_for_later(items)
+                    return 0
                 # One bad row must not lose the others: write them one by one, dropping only it.
                 logger.warning("could not write %d latency samples at once; one by one", len(items), exc_info=True)
                 return sum(self._write_one(item) for item in items)
+            if self.holding:
+                logger.warning(
+                    "the database is back; latency samples written, %d dropped meanwhile (EXAI_METRICS_BACKLOG)",
+                    self.dropped,
+                )
+                self.holding, self.dropped = False, 0
             return len(items)
+
+    def _keep_for_later(self, items: list[LatencySample]) -> None:
+        """The database is away: hold the samples for the next flush, the oldest dropped past the bound."""
+        with self._lock:
+            kept = items + self._items
+            over = len(kept) - settings.EXAI_METRICS_BACKLOG
+            if over > 0:
+                del kept[:over]
+                self.dropped += over
+            self._items = kept
+        if not self.holding:
+            logger.warning("the database is unreachable; latency samples are held until it returns")
+        self.holding = True
 
     @staticmethod
     def _write_one(sample: LatencySample) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,3 +53,45 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb + pg_ctl as `postgres`), on a free port."""
+
+    def __init__(self) -> None:
+        binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        pg_ctl = shutil.which("pg_ctl") or (str(binaries[-1]) if binaries else None)
+        if pg_ctl is None:
+            pytest.skip("no PostgreSQL server binaries (pg_ctl, initdb) on this machine")
+        self.bin = Path(pg_ctl).parent
+        self.as_postgres = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+        if self.as_postgres and shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as `postgres`")
+        # Outside pytest's own (root-only) temporary folder: the postgres user must reach it.
+        self.directory = Path(tempfile.mkdtemp(prefix="exai-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        if self.as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_postgres, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120)
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PrivatePostgres:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+        return self
+
+    def kill(self) -> None:
+        """Stopped at once, as a crash or an operator's `immediate` stop does (clients are cut off)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)

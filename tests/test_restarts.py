@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from tests.conftest import ServerProcess, access_token, server_env
+from tests.conftest import ROOT, ServerProcess, access_token, server_env
 from tests.provider_stub import ProviderStub
-from tests.services import PrivateRedis
+from tests.services import PrivatePostgres, PrivateRedis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -107,3 +111,94 @@ async def _ready(server: ServerProcess) -> bool:
 
 async def _not_ready(server: ServerProcess) -> bool:
     return await ready(server) == 503
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    command = [sys.executable, "manage.py", *args]
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def rows(url: str, table: str, where: str = "TRUE") -> int:
+    with psycopg.connect(url) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]  # type: ignore[index]
+
+
+async def test_a_database_restart_under_load_delivers_answers_and_writes_them_when_it_returns(
+    django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path, stub: Any
+) -> None:
+    pg = PrivatePostgres().start()
+    try:
+        env = {
+            **server_env(django_db_blocker, provider_stub, file_root),
+            "DATABASE_URL": pg.url,
+            "EXAI_DB_CONN_MAX_AGE_S": "300",
+            "EXAI_KIMI_MAX_CONCURRENCY": "8",
+            "EXAI_USER_PROVIDER_SHARE": "1",  # all eight in flight at once
+        }
+        env.pop("REDIS_URL", None)
+        manage(env, "migrate", "-v0")
+        token = manage(env, "issue_token", "operator", "--create")
+        server = ServerProcess(env).start()
+        try:
+            sockets = [await hello(server, token) for _ in range(8)]
+            calls = [asyncio.ensure_future(call(ws, f"q{i} [[stub:delay=1.5]]")) for i, ws in enumerate(sockets)]
+
+            async def all_asked() -> bool:
+                return len(stub.chat_requests()) == 8
+
+            await until(all_asked)
+            pg.kill()
+            # While it is down: a new socket is told to come back, readiness says why.
+            async with websockets.connect(f"{server.ws_url}/ws") as ws:
+                await ws.send(json.dumps({"op": "hello", "token": token}))
+                ack = json.loads(await ws.recv())
+                assert ack["ok"] is False and ack["error"]["code"] == "overloaded" and ack["error"]["retry_after_s"]
+            assert await ready(server) == 503
+            outcomes = await asyncio.gather(*calls)
+            # Every provider answered while the database was down: every answer is delivered.
+            assert [o.get("error") for o in outcomes] == [None] * 8
+            threads = [o["outputs"][0]["metadata"]["continuation_id"] for o in outcomes]
+            # The thread's next turn, asked while its first is not written yet: it waits for it,
+            # then goes on where the thread was (the model sees the first turn).
+            follow = asyncio.ensure_future(call(sockets[0], "and then?", continuation_id=threads[0]))
+            await asyncio.sleep(1.5)
+            pg.start()
+            follow_up = await follow
+            assert "error" not in follow_up, follow_up
+            assert follow_up["outputs"][0]["metadata"]["continuation_id"] == threads[0]
+            assert "q0" in json.dumps(stub.chat_requests()[-1]["payload"]["messages"])
+
+            # The turns and the latency samples of the calls answered during the outage are written.
+            await until(lambda: _ready(server))
+
+            async def written() -> bool:
+                samples = rows(pg.url, "metrics_app_latencysample", "tool = 'chat'")
+                return rows(pg.url, "tools_app_message") == 18 and samples == 9
+
+            await until(written, timeout=30)
+            assert rows(pg.url, "tools_app_conversation") == 8
+            for ws in sockets:
+                await ws.close()
+        finally:
+            server.stop()
+    finally:
+        pg.remove()
+
+
+async def hello(server: ServerProcess, token: str) -> Any:
+    ws = await websockets.connect(f"{server.ws_url}/ws")
+    await ws.send(json.dumps({"op": "hello", "token": token}))
+    assert json.loads(await ws.recv())["ok"] is True
+    return ws
+
+
+async def call(ws: Any, prompt: str, **arguments: Any) -> dict[str, Any]:
+    request_id = uuid.uuid4().hex
+    frame = {"prompt": prompt, "model": "kimi", **arguments}
+    await ws.send(json.dumps({"op": "call_tool", "request_id": request_id, "name": "chat", "arguments": frame}))
+    async with asyncio.timeout(40):
+        while (message := json.loads(await ws.recv()))["op"] != "call_tool_res":
+            pass
+    return message

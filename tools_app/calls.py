@@ -14,7 +14,9 @@ the tool's deadline comes first returns what streamed so far, marked as cut.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,12 +33,15 @@ from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.conversations import conversation_record_turn
 from tools_app.errors import ToolError
-from tools_app.outages import now_or_later
+from tools_app.models import Conversation
+from tools_app.outages import finish_later, hold_thread, now_or_later, unreachable_service
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
 from tools_app.throttle import get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
+
+logger = logging.getLogger(__name__)
 
 TextCallback = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
@@ -242,10 +247,17 @@ class CallContext:
     async def record_turn(
         self, *, conversation: Any, tool: str, prompt: str, resolved: ResolvedModel, reply: ChatResult, **metadata: Any
     ) -> Any:
-        """Keep the question and the model's answer as a turn of the thread (creating it); return the thread."""
-        return await database_sync_to_async(conversation_record_turn)(
+        """Keep the question and the model's answer as a turn of the thread (creating it); return the thread.
+
+        The answer is in hand: with the database away the turn is written when it returns,
+        and the thread's next turn waits for that (tools_app/outages.py).
+        """
+        thread_id = conversation.id if conversation is not None else uuid.uuid4()
+        write = functools.partial(
+            database_sync_to_async(conversation_record_turn),
             user=self.user,
             conversation=conversation,
+            thread_id=thread_id,
             tool=tool,
             prompt=prompt,
             reply=reply.text,
@@ -255,6 +267,16 @@ class CallContext:
             tokens_out=reply.tokens_out,
             metadata={"request_id": self.request_id, "finish_reason": reply.finish_reason, **metadata},
         )
+        try:
+            return await write()
+        except Exception as exc:
+            if unreachable_service(exc) is None:
+                raise
+            logger.warning("the database is unreachable; thread %s keeps its new turn when it returns", thread_id)
+            hold_thread(str(thread_id), finish_later(f"keep a turn of thread {thread_id}", write))
+            if conversation is not None:
+                return conversation
+            return Conversation(id=thread_id, tool=tool, turn_count=1, expires_at=Conversation.fresh_expiry())
 
     @asynccontextmanager
     async def provider_work(self, provider: str) -> AsyncIterator[float]:

@@ -15,13 +15,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from exai_site.auth import Authentication, authenticate_token
+from exai_site.auth import Authentication, authenticate_token, reauthenticate
 from exai_site.sockets import CLOSE_TOO_MANY, socket_slot
 from exai_site.text import clean_decoded
 from metrics_app import live
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
+from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.ratelimit import RateLimited, frame_limiter
 from tools_app.resume import Emit, call_registry
 from tools_app.services import (
@@ -39,6 +40,7 @@ from tools_app.streaming import DeltaCoalescer
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TRY_AGAIN_LATER = 4503  # a service the server needs is away for a moment: come back soon
 # The server's reply deadline sits above the tool's, so the tool's `timeout` always arrives first.
 REPLY_GRACE_S = 5.0
 
@@ -167,7 +169,7 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         """Serve only a valid, unexpired, unrevoked token; otherwise refuse (and hang up on a lost one)."""
         had_access = self.auth.user is not None
         if had_access and self.auth.due_for_recheck():
-            self.auth = await database_sync_to_async(authenticate_token)(self.auth.token)
+            self.auth = await database_sync_to_async(reauthenticate)(self.auth)
         if self.auth.user is not None and (self.auth.expires_at or 0) > time.time():
             return True
         reason = self.auth.error or "unauthorized: send `hello` with an access token first"
@@ -185,7 +187,16 @@ class ExaiConsumer(AsyncWebsocketConsumer):
 
     async def op_hello(self, message: dict[str, Any]) -> None:
         token = message.get("token")
-        auth = await database_sync_to_async(authenticate_token)(token if isinstance(token, str) else None)
+        try:
+            auth = await database_sync_to_async(authenticate_token)(token if isinstance(token, str) else None)
+        except Exception as exc:
+            if (service := unreachable_service(exc)) is None:
+                raise
+            # The token cannot be checked now: say so, retryably, and let the client come back.
+            error = {"code": "overloaded", "message": unreachable_message(service), "retry_after_s": RETRY_AFTER_S}
+            await self.send_json({"op": "hello_ack", "ok": False, "error": error})
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
         if auth.user is None:
             await self.send_json(
                 {"op": "hello_ack", "ok": False, "error": {"code": "unauthorized", "message": auth.error}}
@@ -390,7 +401,7 @@ class McpConsumer(AsyncWebsocketConsumer):
     async def _answer(self, message: Any) -> None:
         lost_access = False
         if self.auth.user is not None and self.auth.due_for_recheck():
-            self.auth = await database_sync_to_async(authenticate_token)(self.auth.token)
+            self.auth = await database_sync_to_async(reauthenticate)(self.auth)
             if self.auth.user is None:
                 # Revoked, or the user is gone: this request is refused, and the socket hung up.
                 self.server.backend = None

@@ -80,16 +80,23 @@ def conversation_record_turn(
     tokens_in: int,
     tokens_out: int,
     metadata: dict[str, Any],
+    thread_id: uuid.UUID | None = None,
 ) -> Conversation:
-    """Append one answered turn, creating the thread on its first turn; refresh its expiry."""
+    """Append one answered turn, creating the thread (as `thread_id`, if given) on its first turn;
+    refresh its expiry. Written again after an outage, a first turn that did commit is not doubled."""
     with transaction.atomic():
         if conversation is None:
-            conversation = Conversation.objects.create(
-                owner=user,  # type: ignore[misc]  # AUTH_USER_MODEL, whatever class it is
-                tool=tool,
-                turn_count=1,
-                expires_at=Conversation.fresh_expiry(),
+            conversation, created = Conversation.objects.get_or_create(  # type: ignore[misc]  # AUTH_USER_MODEL
+                id=thread_id or uuid.uuid4(),
+                defaults={
+                    "owner": user,
+                    "tool": tool,
+                    "turn_count": 1,
+                    "expires_at": Conversation.fresh_expiry(),
+                },
             )
+            if not created:
+                return conversation
         else:
             Conversation.objects.filter(pk=conversation.pk).update(
                 turn_count=F("turn_count") + 1, expires_at=Conversation.fresh_expiry(), updated=timezone.now()

@@ -23,16 +23,18 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from exai_site.auth import authenticate_token, token_from_headers
+from exai_site.auth import authenticate_token_or_say_why, token_from_headers
 from exai_site.cache import owned_key
 from exai_site.origins import origin_allowed
 from tools_app.mcp_protocol import (
     INVALID_REQUEST,
+    OVERLOADED,
     UNAUTHORIZED,
     McpServer,
     error_response,
     parse_frame,
 )
+from tools_app.outages import RETRY_AFTER_S
 from tools_app.services import LocalToolBackend
 
 SESSION_HEADER = "Mcp-Session-Id"
@@ -70,7 +72,9 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         message = "send the access token as `Authorization: Bearer …`, not in the URL (`?token=` is refused here)"
         return _rpc_error(401, UNAUTHORIZED, f"unauthorized: {message}", WWW_Authenticate="Bearer")
     raw_token = token_from_headers([(k.lower().encode(), v.encode()) for k, v in request.headers.items()])
-    auth = await database_sync_to_async(authenticate_token)(raw_token)
+    auth = await database_sync_to_async(authenticate_token_or_say_why)(raw_token)
+    if auth.unavailable:
+        return _rpc_error(503, OVERLOADED, auth.error or "unavailable", Retry_After=str(int(RETRY_AFTER_S)))
     if auth.user is None:
         return _rpc_error(401, UNAUTHORIZED, auth.error or "unauthorized", WWW_Authenticate="Bearer")
     if request.method == "DELETE":

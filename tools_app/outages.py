@@ -26,6 +26,17 @@ _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 8.0
 
 _pending: set[asyncio.Task[None]] = set()
+# Conversation threads whose last answered turn is still to be written: their next turn waits.
+_threads: dict[str, asyncio.Task[None]] = {}
+THREAD_WAIT_S = 30.0
+
+
+class Unreachable(Exception):
+    """A call cannot go on until `service` is back."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(unreachable_message(service))
+        self.service = service
 
 
 def unreachable_service(exc: BaseException) -> str | None:
@@ -37,6 +48,8 @@ def unreachable_service(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:  # it may be wrapped (ORM, SDK, task)
         seen.add(id(current))
+        if isinstance(current, Unreachable):
+            return current.service
         if isinstance(current, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
             return "Redis"
         if isinstance(current, OperationalError | InterfaceError):
@@ -49,17 +62,37 @@ def unreachable_message(service: str) -> str:
     return f"{service} is unreachable for the moment (a restart?); retry in a few seconds."
 
 
-def finish_later(what: str, operation: Callable[[], Awaitable[Any]]) -> None:
+def finish_later(what: str, operation: Callable[[], Awaitable[Any]]) -> asyncio.Task[None] | None:
     """Run `operation` again in the background until it succeeds (bounded); log if it never does."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         logger.error("could not %s, and there is no loop to retry it on", what)
-        return
+        return None
     # A context of its own: nothing of the finished call (its executor, its deadline) comes along.
     task = loop.create_task(_retry(what, operation), context=contextvars.Context())
     _pending.add(task)
     task.add_done_callback(_pending.discard)
+    return task
+
+
+def hold_thread(thread_id: str, write: asyncio.Task[None] | None) -> None:
+    """The thread's next turn waits for `write` (its last turn, kept later)."""
+    if write is not None:
+        _threads[thread_id] = write
+        write.add_done_callback(lambda _: _threads.pop(thread_id, None) if _threads.get(thread_id) is write else None)
+
+
+async def thread_written(thread_id: Any) -> None:
+    """Wait until the thread's last answered turn is written; Unreachable if that takes too long."""
+    write = _threads.get(str(thread_id)) if thread_id else None
+    if write is None:
+        return
+    try:
+        async with asyncio.timeout(THREAD_WAIT_S):
+            await asyncio.shield(write)
+    except TimeoutError:
+        raise Unreachable("the database") from None
 
 
 async def _retry(what: str, operation: Callable[[], Awaitable[Any]]) -> None:
