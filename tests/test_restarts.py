@@ -27,6 +27,9 @@ from tests.services import PrivatePostgres, PrivateRedis
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
+INITIALIZE_PARAMS = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+
+
 async def chat(server: ServerProcess, token: str, prompt: str) -> dict[str, Any]:
     """One `chat` call over /ws; its `call_tool_res` (every call must end: 40 s at most)."""
     async with asyncio.timeout(40), websockets.connect(f"{server.ws_url}/ws") as ws:
@@ -77,6 +80,15 @@ async def test_a_redis_restart_under_load_delivers_answers_in_hand_and_heals(
         await until(three_hold_slots)
         redis.kill()
         await until(lambda: _not_ready(servers[0]))  # readiness tells the outage
+        # REST and MCP over HTTP (rate-limit counts and sessions live in Redis) say "come back".
+        async with httpx.AsyncClient(
+            base_url=servers[1].http_url, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            listing = await client.get("/api/tools/")
+            initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE_PARAMS}
+            mcp = await client.post("/mcp", json=initialize, headers={"Accept": "application/json"})
+        assert listing.status_code == 503 and listing.json()["error"]["code"] == "overloaded"
+        assert mcp.status_code == 503 and "Redis is unreachable" in mcp.json()["error"]["message"]
         await asyncio.sleep(3)
         redis.start()
         outcomes = await asyncio.gather(*calls)
@@ -179,6 +191,12 @@ async def test_a_database_restart_under_load_delivers_answers_and_writes_them_wh
 
             await until(written, timeout=30)
             assert rows(pg.url, "tools_app_conversation") == 8
+
+            # The errors captured meanwhile (readiness answering 503) are written too.
+            async def errors_written() -> bool:
+                return rows(pg.url, "errors_app_errorinvestigation", "error_type = 'log:django.request'") >= 1
+
+            await until(errors_written, timeout=30)
             for ws in sockets:
                 await ws.close()
         finally:

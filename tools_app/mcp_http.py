@@ -34,7 +34,7 @@ from tools_app.mcp_protocol import (
     error_response,
     parse_frame,
 )
-from tools_app.outages import RETRY_AFTER_S
+from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.services import LocalToolBackend
 
 SESSION_HEADER = "Mcp-Session-Id"
@@ -60,6 +60,16 @@ def _sse(message: dict[str, Any]) -> bytes:
 
 @csrf_exempt
 async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    try:
+        return await _serve(request)
+    except Exception as exc:
+        # The database or Redis (sessions live in the cache) is away: come back in a moment.
+        if (service := unreachable_service(exc)) is None:
+            raise
+        return _rpc_error(503, OVERLOADED, unreachable_message(service), Retry_After=str(int(RETRY_AFTER_S)))
+
+
+async def _serve(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method not in ("POST", "DELETE"):
         response = _rpc_error(405, INVALID_REQUEST, "use POST for MCP requests (this server offers no GET stream)")
         response["Allow"] = "POST, DELETE"
