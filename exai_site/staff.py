@@ -14,6 +14,7 @@ from django.http import HttpRequest
 
 from exai_site.auth import Authentication, authenticate_session, reauthenticate, session_key_from_headers
 from exai_site.sockets import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, socket_slot
+from tools_app.outages import unreachable_service
 
 CLOSE_FORBIDDEN = 4403
 
@@ -66,6 +67,13 @@ class StaffFeedConsumer(AsyncJsonWebsocketConsumer):
             self.auth = await database_sync_to_async(reauthenticate)(self.auth)
             if await self._refused():
                 return
+            # Join again: a Redis that restarted has forgotten the group, and the feed would go
+            # quiet without anyone noticing (joining twice is harmless; it refreshes the expiry).
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            except Exception as exc:
+                if unreachable_service(exc) is None:
+                    raise
 
     async def joined_group(self) -> None:
         """Called once a staff member is in the group."""

@@ -221,3 +221,35 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
         finally:
             browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+async def test_a_staff_feed_joins_its_group_again_when_the_channel_layer_forgot_it(
+    admin_user: Any, settings: Any
+) -> None:
+    from channels.layers import get_channel_layer
+
+    from errors_app.services import FEED_GROUP
+
+    settings.EXAI_TOKEN_RECHECK_S = 0.1
+    feed = WebsocketCommunicator(application, f"/ws/errors?token={access_token(admin_user)}")
+    await feed.connect()
+    layer = get_channel_layer()
+    await asyncio.sleep(0.05)
+    # What a Redis restart does to the group: it is gone.
+    members = await group_members(layer, FEED_GROUP)
+    assert members
+    for member in members:
+        await layer.group_discard(FEED_GROUP, member)
+    assert await group_members(layer, FEED_GROUP) == []
+    await asyncio.sleep(0.3)  # a recheck or two later
+    event = {"type": "error.occurred", "event": "new", "error": {"id": 1}}
+    await layer.group_send(FEED_GROUP, event)
+    assert (await feed.receive_json_from(timeout=5))["op"] == "error_occurred"
+    await feed.disconnect()
+
+
+async def group_members(layer: Any, group: str) -> list[str]:
+    if hasattr(layer, "groups"):  # the in-memory layer
+        return list(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))  # channels_redis
+    return [member.decode() for member in await connection.zrange(layer._group_key(group), 0, -1)]

@@ -210,7 +210,8 @@ class LeaseKeeper:
     def _run(self) -> None:
         import redis as sync_redis
 
-        client = sync_redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        # Its own connection, replaced on the next renewal when a Redis restart broke it.
+        client = sync_redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
         renew = client.register_script(RENEW)
         while True:
             # At least once a second: cheap (one script for all leases) and quick to follow a TTL change.
