@@ -273,7 +273,8 @@ class CallContext:
             if unreachable_service(exc) is None:
                 raise
             logger.warning("the database is unreachable; thread %s keeps its new turn when it returns", thread_id)
-            hold_thread(str(thread_id), finish_later(f"keep a turn of thread {thread_id}", write))
+            again = functools.partial(write, again=True)
+            hold_thread(str(thread_id), finish_later(f"keep a turn of thread {thread_id}", again))
             if conversation is not None:
                 return conversation
             return Conversation(id=thread_id, tool=tool, turn_count=1, expires_at=Conversation.fresh_expiry())

@@ -81,22 +81,20 @@ def conversation_record_turn(
     tokens_out: int,
     metadata: dict[str, Any],
     thread_id: uuid.UUID | None = None,
+    again: bool = False,
 ) -> Conversation:
     """Append one answered turn, creating the thread (as `thread_id`, if given) on its first turn;
-    refresh its expiry. Written again after an outage, a first turn that did commit is not doubled."""
+    refresh its expiry. Written `again` after an outage, a first turn that did commit is not doubled."""
     with transaction.atomic():
         if conversation is None:
-            conversation, created = Conversation.objects.get_or_create(  # type: ignore[misc]  # AUTH_USER_MODEL
-                id=thread_id or uuid.uuid4(),
-                defaults={
-                    "owner": user,
-                    "tool": tool,
-                    "turn_count": 1,
-                    "expires_at": Conversation.fresh_expiry(),
-                },
-            )
-            if not created:
-                return conversation
+            fields = {"owner": user, "tool": tool, "turn_count": 1, "expires_at": Conversation.fresh_expiry()}
+            thread_id = thread_id or uuid.uuid4()
+            if not again:  # the usual case: one INSERT, no look first
+                conversation = Conversation.objects.create(id=thread_id, **fields)
+            else:
+                conversation, created = Conversation.objects.get_or_create(id=thread_id, defaults=fields)
+                if not created:
+                    return conversation
         else:
             Conversation.objects.filter(pk=conversation.pk).update(
                 turn_count=F("turn_count") + 1, expires_at=Conversation.fresh_expiry(), updated=timezone.now()
