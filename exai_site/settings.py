@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before channels: its `runworker` (management/commands) is the one manage.py runs.
+    "exai_site",
     "channels",
     "rest_framework",
     "rest_framework_simplejwt",
@@ -61,7 +63,6 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the docs page's JavaScript and CSS, served locally (no internet needed)
-    "exai_site",
     "tools_app",
     "files_app",
     "errors_app",

@@ -220,3 +220,44 @@ async def call(ws: Any, prompt: str, **arguments: Any) -> dict[str, Any]:
         while (message := json.loads(await ws.recv()))["op"] != "call_tool_res":
             pass
     return message
+
+
+async def test_the_background_worker_listens_again_after_redis_restarts(
+    django_db_blocker: Any, provider_stub: ProviderStub, file_root: Path, tmp_path: Path, stub: Any
+) -> None:
+    from channels_redis.core import RedisChannelLayer
+    from django.utils import timezone
+
+    from errors_app.models import ErrorInvestigation
+
+    redis = PrivateRedis(tmp_path).start()
+    prefix = f"worker-{uuid.uuid4().hex[:6]}"
+    env = server_env(django_db_blocker, provider_stub, file_root, REDIS_URL=redis.url, EXAI_REDIS_PREFIX=prefix)
+    worker = ServerProcess(env, command=[sys.executable, "manage.py", "runworker", "exai.background"]).start(
+        listens=False
+    )
+    try:
+        await asyncio.sleep(2)  # listening
+        redis.kill()
+        await asyncio.sleep(2)
+        redis.start()
+        assert worker.process is not None and worker.process.poll() is None  # still there
+
+        error = await ErrorInvestigation.objects.acreate(
+            error_hash=uuid.uuid4().hex,
+            error_type="ValueError",
+            error_message="a value went wrong",
+            location="tools_app/x.py in f",
+            last_occurrence_at=timezone.now(),
+        )
+        layer = RedisChannelLayer(hosts=[redis.url], prefix=prefix)
+        await layer.send("exai.background", {"type": "error.investigate", "error_id": error.pk})
+
+        async def investigated() -> bool:
+            await error.arefresh_from_db()
+            return error.status == ErrorInvestigation.Status.INVESTIGATED
+
+        await until(investigated, timeout=30)  # picked up by the worker, after the outage
+    finally:
+        worker.stop()
+        redis.kill()
