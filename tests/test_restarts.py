@@ -168,6 +168,12 @@ async def test_a_database_restart_under_load_delivers_answers_and_writes_them_wh
                 ack = json.loads(await ws.recv())
                 assert ack["ok"] is False and ack["error"]["code"] == "overloaded" and ack["error"]["retry_after_s"]
             assert await ready(server) == 503
+            async with httpx.AsyncClient(
+                base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}
+            ) as rest:
+                listing = await rest.get("/api/tools/")  # its token cannot be checked now
+            assert listing.status_code == 503 and listing.json()["error"]["code"] == "overloaded"
+            assert listing.headers["Retry-After"]
             outcomes = await asyncio.gather(*calls)
             # Every provider answered while the database was down: every answer is delivered.
             assert [o.get("error") for o in outcomes] == [None] * 8
