@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tool_schemas.py
 	$(BIN)/python benchmarks/providers.py
 	$(BIN)/python benchmarks/hardening.py
+	$(BIN)/python benchmarks/connections.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

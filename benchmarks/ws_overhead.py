@@ -1,22 +1,27 @@
 """What the gateway costs: `chat` through /ws against the provider stub, next to the SDK alone.
 
-Runs, in one go and on this machine:
-  * the floor: the openai SDK streaming the same completions straight from the stub;
+Runs, in one go and on this machine, in embedded mode (SQLite, in-memory layer) and in
+cluster mode (PostgreSQL + Redis, the production shape):
+  * the floors: the openai SDK streaming the same completions straight from the stub, and
+    a bare WebSocket relay (benchmarks/bare_relay.py) doing just that behind a socket;
   * daphne (the default server) serving exai_site.asgi:application;
   * uvicorn serving the same ASGI application.
 Each run is C concurrent WebSocket clients making N `chat` calls each. Printed per run:
 calls/s, end-to-end latency p50/p95/p99, and the server's overhead (end-to-end minus
-the provider call's own time, `processing_ms`) p50/p95/p99. Nothing is asserted.
+the provider call's own time, `processing_ms`) p50/p95/p99, then the server's ratios to
+the bare relay. Nothing is asserted.
 
-    python benchmarks/ws_overhead.py [--clients 32] [--calls 40]
+    python benchmarks/ws_overhead.py [--clients 32] [--calls 40] [--modes embedded,cluster]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -84,17 +89,44 @@ def row(name: str, rate: float, e2e: list[float], overhead: list[float] | None) 
     e = percentiles(e2e)
     o = percentiles(overhead) if overhead else None
     over = f"{o[0]:7.2f} {o[1]:7.2f} {o[2]:7.2f}" if o else f"{'-':>7} {'-':>7} {'-':>7}"
-    return f"{name:<28} {rate:8.1f}  {e[0]:7.2f} {e[1]:7.2f} {e[2]:7.2f}   {over}"
+    return f"{name:<38} {rate:8.1f}  {e[0]:7.2f} {e[1]:7.2f} {e[2]:7.2f}   {over}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--calls", type=int, default=40, help="calls per client")
-    args = parser.parse_args()
+def ratio_lines(mode: str, results: dict[str, tuple[float, list[float]]], clients: int) -> list[str]:
+    """The server against the bare relay: p50 and p99 at one client, throughput under load."""
+    relay_one, relay_many = results["bare relay, 1 client"], results[f"bare relay, {clients} clients"]
+    lines = []
+    for server in ("daphne", "uvicorn"):
+        one, many = results.get(f"{server}, 1 client"), results.get(f"{server}, {clients} clients")
+        if one is None or many is None:
+            continue
+        p50, _, p99 = percentiles(one[1])
+        relay_p50, _, relay_p99 = percentiles(relay_one[1])
+        lines.append(
+            f"{mode:<9} {server:<8} p50 {p50:5.2f} vs {relay_p50:5.2f} ms ({p50 / relay_p50:4.2f}x)   "
+            f"p99 {p99:5.2f} vs {relay_p99:5.2f} ms ({p99 / relay_p99:4.2f}x)   "
+            f"{clients} clients {many[0]:6.1f} vs {relay_many[0]:6.1f} calls/s ({many[0] / relay_many[0]:4.2f}x)"
+        )
+    return lines
 
-    stub_port = free_port()
-    stub = start([PYTHON, "tests/provider_stub.py", "--port", str(stub_port)], stub_port, {})
+
+def cluster_database(url: str) -> str:
+    """`url`'s database, created if it is missing (a fresh one per run would cost a migrate each time)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+    return url
+
+
+def run_mode(mode: str, args: argparse.Namespace, stub_port: int) -> tuple[list[str], list[str]]:
+    """Every run of one mode: the floors (SDK direct, bare relay), then the server on daphne and uvicorn."""
+    if mode == "cluster":
+        os.environ["DATABASE_URL"] = cluster_database(args.database_url)
+    else:
+        os.environ.pop("DATABASE_URL", None)
     db_env, token = prepared_database()
     # The benchmark measures the gateway, not queueing: give every client a slot.
     env = {
@@ -104,6 +136,7 @@ def main() -> None:
         "EXAI_MAX_CONCURRENCY": str(max(64, args.clients)),
         "EXAI_KIMI_MAX_CONCURRENCY": str(max(64, args.clients)),
         "EXAI_USER_MAX_CONCURRENCY": str(max(64, args.clients)),
+        "EXAI_USER_PROVIDER_SHARE": "1",
         # The rate limits count every call and frame, as deployed, but never refuse one here.
         "EXAI_USER_CALLS_PER_MIN": str(10**9),
         "EXAI_WS_FRAMES_PER_S": str(10**9),
@@ -111,37 +144,71 @@ def main() -> None:
         # Measured as deployed: DEBUG keeps every SQL query in memory.
         "DJANGO_DEBUG": "0",
     }
-    rows = []
+    if mode == "cluster":
+        env["REDIS_URL"] = args.redis_url
+        env["EXAI_REDIS_PREFIX"] = f"exai-bench-{uuid.uuid4().hex[:8]}"
+    rows: list[str] = []
+    results: dict[str, tuple[float, list[float]]] = {}
+
+    def record(name: str, rate: float, e2e: list[float], overhead: list[float] | None) -> None:
+        results[name] = (rate, e2e)
+        rows.append(row(f"{mode}: {name}", rate, e2e, overhead))
+
+    stub_url = f"http://127.0.0.1:{stub_port}/v1"
+    rate, latencies = asyncio.run(drive_sdk(stub_url, 1, args.calls * 4))
+    record("SDK direct, 1 client", rate, latencies, None)
+    rate, latencies = asyncio.run(drive_sdk(stub_url, args.clients, args.calls))
+    record(f"SDK direct, {args.clients} clients", rate, latencies, None)
+    servers = {
+        "bare relay": "{python} benchmarks/bare_relay.py --port {port} --provider-url " + stub_url,
+        "daphne": "{python} -m daphne -b 127.0.0.1 -p {port} exai_site.asgi:application",
+        "uvicorn": "{python} -m uvicorn exai_site.asgi:application --host 127.0.0.1 --port {port} "
+        "--log-level warning --no-access-log",
+    }
+    for name, template in servers.items():
+        port = free_port()
+        process = start(template.format(python=PYTHON, port=port).split(), port, env)
+        url = f"ws://127.0.0.1:{port}/ws"
+        try:
+            # One client alone shows the gateway's own cost per call; the loaded run shows
+            # throughput, where overhead also holds the wait for a busy CPU.
+            rate, e2e, overhead = asyncio.run(drive_server(url, token, 1, args.calls * 4))
+            record(f"{name}, 1 client", rate, e2e, overhead)
+            rate, e2e, overhead = asyncio.run(drive_server(url, token, args.clients, args.calls))
+            record(f"{name}, {args.clients} clients", rate, e2e, overhead)
+        finally:
+            stop(process)
+    return rows, ratio_lines(mode, results, args.clients)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=40, help="calls per client")
+    parser.add_argument("--modes", default="embedded,cluster", help="embedded, cluster, or both (comma-separated)")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/exai_bench")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    args = parser.parse_args()
+
+    stub_port = free_port()
+    stub = start([PYTHON, "tests/provider_stub.py", "--port", str(stub_port)], stub_port, {})
+    rows: list[str] = []
+    ratios: list[str] = []
     try:
-        stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        rate, latencies = asyncio.run(drive_sdk(stub_url, 1, args.calls * 4))
-        rows.append(row("SDK direct, 1 client", rate, latencies, None))
-        rate, latencies = asyncio.run(drive_sdk(stub_url, args.clients, args.calls))
-        rows.append(row(f"SDK direct, {args.clients} clients", rate, latencies, None))
-        daphne = "{python} -m daphne -b 127.0.0.1 -p {port} exai_site.asgi:application"
-        uvicorn = (
-            "{python} -m uvicorn exai_site.asgi:application --host 127.0.0.1 --port {port} "
-            "--log-level warning --no-access-log"
-        )
-        for name, template in {"daphne": daphne, "uvicorn": uvicorn}.items():
-            port = free_port()
-            process = start(template.format(python=PYTHON, port=port).split(), port, env)
-            url = f"ws://127.0.0.1:{port}/ws"
-            try:
-                # One client alone shows the gateway's own cost per call; the loaded run shows
-                # throughput, where overhead also holds the wait for a busy CPU.
-                rate, e2e, overhead = asyncio.run(drive_server(url, token, 1, args.calls * 4))
-                rows.append(row(f"{name}, 1 client", rate, e2e, overhead))
-                rate, e2e, overhead = asyncio.run(drive_server(url, token, args.clients, args.calls))
-                rows.append(row(f"{name}, {args.clients} clients", rate, e2e, overhead))
-            finally:
-                stop(process)
+        for mode in args.modes.split(","):
+            mode_rows, mode_ratios = run_mode(mode.strip(), args, stub_port)
+            rows += mode_rows
+            ratios += mode_ratios
     finally:
         stop(stub)
 
-    print(f"\nchat through /ws: {args.clients} clients x {args.calls} calls, provider stub with no delay\n")
-    print(f"{'run':<28} {'calls/s':>8}  {'end-to-end ms p50/p95/p99':>23}   {'server overhead ms p50/p95/p99':>29}")
+    print(f"\nchat through /ws: {args.clients} clients x {args.calls} calls, provider stub with no delay")
+    print("embedded: SQLite and the in-memory layer; cluster: PostgreSQL + Redis\n")
+    print(f"{'run':<38} {'calls/s':>8}  {'end-to-end ms p50/p95/p99':>23}   {'server overhead ms p50/p95/p99':>29}")
     for line in rows:
+        print(line)
+    print("\nthe server against the bare relay (goal: p50 <= 1.5x, p99 <= 3x, throughput >= 0.7x)")
+    for line in ratios:
         print(line)
 
 
