@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.providers.base import ProviderError
-from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
+from tools_app.redis_client import LUA_NOW_MS, redis_key, redis_script
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -208,30 +208,30 @@ class RedisCircuitBreaker(CircuitBreaker):
         return [f"{base}:state", f"{base}:calls", f"{base}:failures"]
 
     async def _admit(self, provider: str, probe_ttl_ms: int) -> Admission:
-        allowed, probe, retry_ms = await get_redis().eval(ADMIT, 1, self._keys(provider)[0], probe_ttl_ms)
+        allowed, probe, retry_ms = await redis_script(ADMIT)(keys=[self._keys(provider)[0]], args=[probe_ttl_ms])
         return Admission(bool(allowed), bool(probe), int(retry_ms) / 1000)
 
     async def _record(self, provider: str, *, failed: bool, at_once: bool, retry_after_ms: int, probe: bool) -> None:
         params = _params()
-        await get_redis().eval(
-            RECORD,
-            3,
-            *self._keys(provider),
-            uuid.uuid4().hex,
-            int(failed),
-            int(at_once),
-            retry_after_ms,
-            int(probe),
-            int(params["window_ms"]),
-            int(params["min_calls"]),
-            params["ratio"],
-            int(params["cooldown_ms"]),
+        await redis_script(RECORD)(
+            keys=self._keys(provider),
+            args=[
+                uuid.uuid4().hex,
+                int(failed),
+                int(at_once),
+                retry_after_ms,
+                int(probe),
+                int(params["window_ms"]),
+                int(params["min_calls"]),
+                params["ratio"],
+                int(params["cooldown_ms"]),
+            ],
         )
 
     async def snapshot(self, providers: list[str]) -> dict[str, dict[str, Any]]:
         result = {}
         for provider in providers:
-            state, retry_ms, calls, failures = await get_redis().eval(PEEK, 3, *self._keys(provider))
+            state, retry_ms, calls, failures = await redis_script(PEEK)(keys=self._keys(provider))
             state = state.decode() if isinstance(state, bytes) else state
             retry = max(0, int(retry_ms)) if state == OPEN else 0
             result[provider] = {

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
-from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
+from tools_app.redis_client import LUA_NOW_MS, redis_key, redis_script
 
 
 @dataclass
@@ -77,16 +76,9 @@ return 0
 """
 )
 
-_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
 
 def _gcra_script() -> Any:
-    """The script registered once per Redis client (EVALSHA: its text crosses the wire once)."""
-    client = get_redis()
-    script = _scripts.get(client)
-    if script is None:
-        script = _scripts[client] = client.register_script(_GCRA_SCRIPT)
-    return script
+    return redis_script(_GCRA_SCRIPT)
 
 
 # Users tracked in memory at most (least recently seen dropped first: their limiter is idle anyway).

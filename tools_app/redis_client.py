@@ -51,3 +51,16 @@ def get_redis() -> Any:
 def redis_key(*parts: object) -> str:
     """A key under EXAI_REDIS_PREFIX, so several deployments (or test runs) can share one Redis."""
     return ":".join([settings.EXAI_REDIS_PREFIX, *map(str, parts)])
+
+
+_scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def redis_script(text: str) -> Any:
+    """`text` registered once with this loop's client: EVALSHA, so the script crosses the wire once."""
+    client = get_redis()
+    scripts = _scripts.setdefault(client, {})
+    script = scripts.get(text)
+    if script is None:
+        script = scripts[text] = client.register_script(text)
+    return script

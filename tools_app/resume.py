@@ -149,8 +149,12 @@ class CallRegistry:
         outcome: Outcome | None = None
         try:
             outcome = await run(running.emit)
+            # The answer goes out now; storing it for a resend and letting the claim go follow. A
+            # resend meanwhile joins this call (it stays registered until then), or, on another
+            # process, waits for the claim's result.
+            running.result.set_result(outcome)
             if outcome.get("error", {}).get("code") not in _NOT_REPLAYED:
-                # The answer is in hand: a store that is down is written later, the answer delivered now.
+                # A store that is down is written later.
                 result = outcome
                 await now_or_later(
                     f"store the result of call {running.key}", lambda: idempotency_store().set(running.key, result)
