@@ -98,12 +98,32 @@ def socket_guard() -> SocketGuard:
 
 
 class SocketSlot:
-    """One socket's place in the guard: its address, and its user once it has authenticated."""
+    """One socket's place in the guard (its address, its user once authenticated), and the guard's
+    hold on it: the pre-authentication frame limit and deadline.
 
-    def __init__(self, guard: SocketGuard, address: str | None, scope: dict[str, Any]) -> None:
+    One slotted object per socket, with no closures or task of its own, since thousands of idle
+    sockets each carry one (benchmarks/connections.py).
+    """
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "_set_frame_limit",
+        "address",
+        "authenticated",
+        "closed",
+        "closing",
+        "guard",
+        "user_id",
+    )
+
+    def __init__(self, guard: SocketGuard, address: str | None, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.guard, self.address = guard, address
         self.user_id: Any = None
         self.authenticated = False
+        self.closed = False
+        self.closing: asyncio.Task[None] | None = None
+        self._receive, self._send = receive, send
         extension = (scope.get("extensions") or {}).get(FRAME_LIMIT_EXTENSION)
         self._set_frame_limit: Callable[[int], None] | None = extension
         if extension is not None:
@@ -127,6 +147,35 @@ class SocketSlot:
         if self.authenticated:
             self.guard.release_user(self.user_id)
         self.guard.release(self.address)
+
+    async def receive(self) -> dict[str, Any]:
+        """The next message for the application; a large frame before authentication closes the socket."""
+        while True:
+            message = await self._receive()
+            if (
+                message["type"] == "websocket.receive"
+                and not self.authenticated
+                and frame_size(message) > settings.EXAI_PRE_AUTH_FRAME_BYTES
+            ):
+                limit = settings.EXAI_PRE_AUTH_FRAME_BYTES
+                await self.close(CLOSE_TOO_BIG, f"frames before authentication are limited to {limit} bytes")
+                continue
+            return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.closed and message["type"] in ("websocket.send", "websocket.close"):
+            return  # the guard closed it; the application will hear the disconnect
+        await self._send(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def hello_overdue(self) -> None:
+        if not self.authenticated:
+            reason = f"not authenticated within {settings.EXAI_HELLO_TIMEOUT_S:g}s"
+            self.closing = asyncio.ensure_future(self.close(CLOSE_UNAUTHORIZED, reason))
 
 
 def socket_slot(scope: dict[str, Any]) -> SocketSlot | None:
@@ -165,50 +214,15 @@ class SocketGuardMiddleware:
         if (refusal := guard.admit(address)) is not None:
             logger.warning("refused a socket from %s: %s", address, refusal)
             return await refuse(receive, send, CLOSE_TOO_MANY, refusal)
-        slot = SocketSlot(guard, address, scope)
+        slot = SocketSlot(guard, address, scope, receive, send)
         try:
             user = scope.get("user")
             if user is not None and user.is_authenticated and (refusal := slot.authenticate(user.pk)) is not None:
                 return await refuse(receive, send, CLOSE_TOO_MANY, refusal)
-            closed = False
-
-            async def guarded_send(message: dict[str, Any]) -> None:
-                nonlocal closed
-                if closed and message["type"] in ("websocket.send", "websocket.close"):
-                    return  # the guard closed it; the consumer will hear the disconnect
-                await send(message)
-
-            async def close(code: int, reason: str) -> None:
-                nonlocal closed
-                if not closed:
-                    closed = True
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
-
-            async def guarded_receive() -> dict[str, Any]:
-                while True:
-                    message = await receive()
-                    if (
-                        message["type"] == "websocket.receive"
-                        and not slot.authenticated
-                        and frame_size(message) > settings.EXAI_PRE_AUTH_FRAME_BYTES
-                    ):
-                        await close(
-                            CLOSE_TOO_BIG,
-                            f"frames before authentication are limited to {settings.EXAI_PRE_AUTH_FRAME_BYTES} bytes",
-                        )
-                        continue
-                    return message
-
-            closing: list[asyncio.Task[None]] = []  # (a timer, not a task per socket: idle sockets stay small)
-
-            def hello_overdue() -> None:
-                if not slot.authenticated:
-                    reason = f"not authenticated within {settings.EXAI_HELLO_TIMEOUT_S:g}s"
-                    closing.append(asyncio.ensure_future(close(CLOSE_UNAUTHORIZED, reason)))
-
-            watchdog = asyncio.get_running_loop().call_later(settings.EXAI_HELLO_TIMEOUT_S, hello_overdue)
+            # A timer, not a task per socket: idle sockets stay small.
+            watchdog = asyncio.get_running_loop().call_later(settings.EXAI_HELLO_TIMEOUT_S, slot.hello_overdue)
             try:
-                return await self.application({**scope, SCOPE_KEY: slot}, guarded_receive, guarded_send)
+                return await self.application({**scope, SCOPE_KEY: slot}, slot.receive, slot.send)
             finally:
                 watchdog.cancel()
         finally:

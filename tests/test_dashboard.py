@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from exai_site.models import IssuedToken
 from metrics_app.dashboard import _database_part, dashboard_snapshot
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
-from tests.conftest import ROOT, ServerProcess, access_token
+from tests.conftest import ROOT, ServerProcess, access_token, server_env
 from tools_app.services import tool_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -169,12 +170,23 @@ async def test_a_staff_feed_ends_when_its_token_is_revoked_or_its_user_loses_sta
     assert await ended_with(lambda: IssuedToken.objects.revoke()) == ("unauthorized", 4401)
 
 
+@pytest.fixture
+def quiet_server(django_db_blocker: Any, provider_stub: Any, file_root: Path) -> Iterator[ServerProcess]:
+    """A server whose failed call starts no AI investigation (whose own call would show on the page too)."""
+    env = server_env(django_db_blocker, provider_stub, file_root, EXAI_INVESTIGATE_AFTER="1000000")
+    process = ServerProcess(env).start()
+    yield process
+    process.stop()
+
+
 @pytest.mark.e2e
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (make test installs Debian's chromium)")
 def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
-    server: ServerProcess, django_user_model: Any, user: Any
+    quiet_server: ServerProcess, django_user_model: Any, user: Any
 ) -> None:
     from playwright.sync_api import sync_playwright
+
+    server = quiet_server
 
     django_user_model.objects.create_superuser("ops", password="ops-password-123")
     headers = {"Authorization": f"Bearer {access_token(user)}"}
