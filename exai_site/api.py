@@ -8,12 +8,12 @@ from typing import Any
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.views import TokenBlacklistView
 
-from exai_site.auth import token_from_headers
 from exai_site.models import IssuedToken
 
 
@@ -45,12 +45,11 @@ class LogoutView(TokenBlacklistView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().post(request, *args, **kwargs)
         access = request.data.get("access") if isinstance(request.data, dict) else None
-        raw = access if isinstance(access, str) else token_from_headers(_authorization(request))
-        if raw:
-            access_token_revoke(raw=raw)
+        if not isinstance(access, str):
+            jwt = JWTAuthentication()
+            header = jwt.get_header(request)
+            bearer = jwt.get_raw_token(header) if header else None
+            access = bearer.decode("latin-1") if bearer else None
+        if access:
+            access_token_revoke(raw=access)
         return response
-
-
-def _authorization(request: Request) -> list[tuple[bytes, bytes]]:
-    value = request.META.get("HTTP_AUTHORIZATION", "")
-    return [(b"authorization", value.encode("latin-1", "replace"))] if value else []

@@ -33,7 +33,6 @@ class Authentication:
     error: str | None = None
     token: str | None = None
     session_key: str | None = None
-    unavailable: bool = False  # not checked: the database is away for the moment
     checked_at: float = field(default_factory=time.monotonic)
 
     def expired(self) -> bool:
@@ -115,7 +114,7 @@ def authenticate_token_or_say_why(raw: str | None) -> Authentication:
     except Exception as exc:
         if (service := unreachable_service(exc)) is None:
             raise
-        return Authentication(None, error=unreachable_message(service), unavailable=True)
+        return Authentication(None, error=unreachable_message(service))
 
 
 class RevocableJWTAuthentication(JWTAuthentication):

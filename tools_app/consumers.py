@@ -22,7 +22,7 @@ from metrics_app import live
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
-from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+from tools_app.outages import unreachable_service
 from tools_app.ratelimit import RateLimited, frame_limiter
 from tools_app.resume import Emit, call_registry
 from tools_app.services import (
@@ -190,10 +190,10 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         try:
             auth = await database_sync_to_async(authenticate_token)(token if isinstance(token, str) else None)
         except Exception as exc:
-            if (service := unreachable_service(exc)) is None:
+            if unreachable_service(exc) is None:
                 raise
             # The token cannot be checked now: say so, retryably, and let the client come back.
-            error = {"code": "overloaded", "message": unreachable_message(service), "retry_after_s": RETRY_AFTER_S}
+            error = failure_outcome(exc, "", failed="hello")["error"]
             await self.send_json({"op": "hello_ack", "ok": False, "error": error})
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
@@ -286,9 +286,9 @@ class ExaiConsumer(AsyncWebsocketConsumer):
         except Exception as exc:
             # Before the call could start (its stored result or claim unreadable): retryable if a
             # service is down, else internal.
-            failed = failure_outcome(exc, "internal error; it has been logged")
-            if failed["error"]["code"] == "internal":
-                logger.exception("call %s failed outside its tool", request_id)
+            failed = failure_outcome(
+                exc, "internal error; it has been logged", failed=f"call {request_id} outside its tool"
+            )
             await self.send_json({"op": "call_tool_res", "request_id": request_id, **failed})
         finally:
             if heartbeat is not None:

@@ -23,7 +23,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from exai_site.auth import authenticate_token_or_say_why, token_from_headers
+from exai_site.auth import authenticate_token, token_from_headers
 from exai_site.cache import owned_key
 from exai_site.origins import origin_allowed
 from tools_app.mcp_protocol import (
@@ -82,9 +82,7 @@ async def _serve(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         message = "send the access token as `Authorization: Bearer …`, not in the URL (`?token=` is refused here)"
         return _rpc_error(401, UNAUTHORIZED, f"unauthorized: {message}", WWW_Authenticate="Bearer")
     raw_token = token_from_headers([(k.lower().encode(), v.encode()) for k, v in request.headers.items()])
-    auth = await database_sync_to_async(authenticate_token_or_say_why)(raw_token)
-    if auth.unavailable:
-        return _rpc_error(503, OVERLOADED, auth.error or "unavailable", Retry_After=str(int(RETRY_AFTER_S)))
+    auth = await database_sync_to_async(authenticate_token)(raw_token)  # the database away: 503 (mcp_endpoint)
     if auth.user is None:
         return _rpc_error(401, UNAUTHORIZED, auth.error or "unauthorized", WWW_Authenticate="Bearer")
     if request.method == "DELETE":

@@ -166,9 +166,7 @@ class CallRegistry:
         except Exception as exc:
             from tools_app.services import failure_outcome
 
-            outcome = dict(failure_outcome(exc, "internal error; it has been logged"))
-            if outcome["error"]["code"] == "internal":
-                logger.exception("call %s failed outside its tool", running.key)
+            outcome = dict(failure_outcome(exc, "internal error; it has been logged", failed=f"call {running.key}"))
         finally:
             if self._running.get(running.key) is running:
                 del self._running[running.key]

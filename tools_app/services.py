@@ -102,11 +102,12 @@ def error_outcome(code: str, message: str) -> CallOutcome:
     return {"error": {"code": code, "message": scrub(message)}}
 
 
-def failure_outcome(exc: BaseException, internal_message: str) -> CallOutcome:
+def failure_outcome(exc: BaseException, internal_message: str, *, failed: str) -> CallOutcome:
     """What an unexpected failure answers: retryable `overloaded` when a service is down
-    (tools_app/outages.py), else `internal` (the caller logs it)."""
+    (tools_app/outages.py), else `internal`, logged (with its traceback) as `failed`."""
     service = unreachable_service(exc)
     if service is None:
+        logger.error("%s failed", failed, exc_info=exc)
         return error_outcome("internal", internal_message)
     return {"error": {"code": "overloaded", "message": unreachable_message(service), "retry_after_s": RETRY_AFTER_S}}
 
@@ -189,9 +190,11 @@ async def tool_call(
         outcome = interrupted_outcome()  # recorded as such; the cancellation goes on up
         raise
     except Exception as exc:
-        outcome = failure_outcome(exc, f"{name} failed with an internal error; it has been logged.")
-        if outcome["error"]["code"] == "internal":
-            logger.exception("tool %s failed (request %s)", name, request_id)
+        outcome = failure_outcome(
+            exc,
+            f"{name} failed with an internal error; it has been logged.",
+            failed=f"tool {name} (request {request_id})",
+        )
     finally:
         call_context.reset(context_token)
         if task is not None:
