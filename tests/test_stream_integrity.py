@@ -11,6 +11,7 @@ from tests.helpers import captured_errors, metadata, run, wait_for
 from tools_app.circuit import get_circuit_breaker
 from tools_app.models import Message
 from tools_app.providers.replies import CUT_NOTES
+from tools_app.turns import flush_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,6 +101,7 @@ async def test_a_steady_long_answer_is_cut_by_the_deadline_keeping_its_text_and_
     assert outcome["text"].startswith("word0 word1") and outcome["text"].endswith(CUT_NOTES["deadline"])
     circuit = (await get_circuit_breaker().snapshot(["kimi"]))["kimi"]
     assert circuit["state"] == "closed" and circuit["failures"] == 0
+    await flush_turns()  # the turn is written just after the answer (tools_app/turns.py)
     stored = await database_sync_to_async(lambda: Message.objects.filter(role="assistant").last())()
     assert stored is not None and stored.content == outcome["text"]
     await wait_for(lambda: stub.aborted == 1)  # the provider request was stopped, not left streaming

@@ -20,6 +20,7 @@ from tools_app.models import Conversation, Message
 from tools_app.providers.base import ModelSpec
 from tools_app.services import tool_descriptors
 from tools_app.tools.context import estimate_tokens, fit_history
+from tools_app.turns import flush_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -244,6 +245,7 @@ def test_trimming_keeps_the_newest_turns_that_fit() -> None:
 
 async def test_a_thread_past_the_window_drops_its_oldest_turns(user: Any, stub: Any) -> None:
     thread = metadata(await run(user, "chat", {"prompt": "first question"}))["continuation_id"]
+    await flush_turns()  # the turn is written just after the answer (tools_app/turns.py)
 
     def pad() -> None:
         conversation = Conversation.objects.get(pk=thread)

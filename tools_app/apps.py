@@ -8,5 +8,7 @@ class ToolsAppConfig(AppConfig):
     def ready(self) -> None:
         from tools_app import lifecycle
         from tools_app.housekeeping import start_housekeeping
+        from tools_app.turns import flush_turns
 
         lifecycle.on_new_loop(start_housekeeping)
+        lifecycle.on_shutdown(flush_turns)  # a clean stop keeps every answered turn

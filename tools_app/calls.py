@@ -14,7 +14,6 @@ the tool's deadline comes first returns what streamed so far, marked as cut.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import time
@@ -24,22 +23,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context, capture_exception
 from metrics_app.recorder import record_call
-from tools_app.circuit import get_circuit_breaker
-from tools_app.conversations import conversation_record_turn
+from tools_app.circuit import Passage, RedisCircuitBreaker, get_circuit_breaker
 from tools_app.errors import ToolError
-from tools_app.models import Conversation
-from tools_app.outages import finish_later, hold_thread, now_or_later, unreachable_service
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
-from tools_app.throttle import get_throttle
+from tools_app.throttle import SlotWaits, get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
+from tools_app.throttle.redis import RedisThrottle
+from tools_app.turns import keep_turn
 
 logger = logging.getLogger(__name__)
 
@@ -131,23 +128,30 @@ class CallContext:
         """Run one provider request behind its circuit breaker and inside its throttle slots.
 
         The slots are those of `provider`, whatever the tool. An open circuit fails fast before
-        any slot is taken; the outcome is recorded after the slots are given back, so the
-        breaker's round trip never holds capacity. A reply that survived a fault (a stream cut
-        after some text) is returned, and its fault counted and captured like an error.
+        any slot is taken; the outcome is counted as the slots are given back (with Redis, one
+        round trip in and one out: see `provider_work`). A reply that survived a fault (a
+        stream cut after some text) is returned, and its fault counted and captured like an error.
         """
         self.provider, self.model = provider.name, model or self.model
         call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": self.model})
-        breaker = get_circuit_breaker()
+        probe_ttl_ms = int((provider.timeout_s + 5) * 1000)
         for attempt in itertools.count():
-            admission = await breaker.admit(provider.name, provider.label, probe_ttl_s=provider.timeout_s + 5)
+            passage = Passage(provider.name, provider.label, probe_ttl_ms)
             try:
-                async with self.provider_work(provider.name):
-                    result = await work()
+                async with self.provider_work(provider.name, passage):
+                    try:
+                        result = await work()
+                    except ProviderError as exc:
+                        passage.finish(exc)
+                        raise
+                    fault = result.fault if isinstance(result, ChatResult) else None
+                    passage.finish(fault)
             except ProviderError as exc:
+                if not passage.finished:  # the open circuit refused it: no request was made
+                    raise
                 capture_exception(
                     exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
                 )
-                await self._count(breaker, provider.name, exc, admission.probe)
                 if exc.status == 429:
                     provider_rate_limited(provider.name)  # fewer requests at once, for a while
                 wait = self._rate_limit_wait(exc, attempt)
@@ -156,19 +160,10 @@ class CallContext:
                 await self.progress(f"{provider.label} is rate limiting; trying again in {wait:.1f}s")
                 await asyncio.sleep(wait)
                 continue
-            fault = result.fault if isinstance(result, ChatResult) else None
             if fault is not None:
                 capture_exception(fault, context={"status": fault.status, "operation": operation})
-            await self._count(breaker, provider.name, fault, admission.probe)
             return result
         raise AssertionError("itertools.count() never ends")  # for the type checker
-
-    @staticmethod
-    async def _count(breaker: Any, provider: str, error: ProviderError | None, probe: bool) -> None:
-        """Count the outcome in the breaker; with Redis down, later (the answer is not held up)."""
-        await now_or_later(
-            f"count a {provider} call in its circuit breaker", lambda: breaker.record(provider, error, probe=probe)
-        )
 
     def _rate_limit_wait(self, exc: ProviderError, attempt: int) -> float | None:
         """How long to wait before trying a rate-limited request again; None = give up now."""
@@ -249,15 +244,12 @@ class CallContext:
     ) -> Any:
         """Keep the question and the model's answer as a turn of the thread (creating it); return the thread.
 
-        The answer is in hand: with the database away the turn is written when it returns,
-        and the thread's next turn waits for that (tools_app/outages.py).
+        The turn is written just after the answer goes out (tools_app/turns.py); the thread's
+        next turn waits for that.
         """
-        thread_id = conversation.id if conversation is not None else uuid.uuid4()
-        write = functools.partial(
-            database_sync_to_async(conversation_record_turn),
+        return await keep_turn(
             user=self.user,
             conversation=conversation,
-            thread_id=thread_id,
             tool=tool,
             prompt=prompt,
             reply=reply.text,
@@ -267,25 +259,15 @@ class CallContext:
             tokens_out=reply.tokens_out,
             metadata={"request_id": self.request_id, "finish_reason": reply.finish_reason, **metadata},
         )
-        try:
-            return await write()
-        except Exception as exc:
-            if unreachable_service(exc) is None:
-                raise
-            logger.warning("the database is unreachable; thread %s keeps its new turn when it returns", thread_id)
-            again = functools.partial(write, again=True)
-            hold_thread(str(thread_id), finish_later(f"keep a turn of thread {thread_id}", again))
-            if conversation is not None:
-                return conversation
-            return Conversation(id=thread_id, tool=tool, turn_count=1, expires_at=Conversation.fresh_expiry())
 
     @asynccontextmanager
-    async def provider_work(self, provider: str) -> AsyncIterator[float]:
-        """Hold this call's slots (user, global, provider) around one piece of provider work.
+    async def provider_work(self, provider: str, passage: Passage | None = None) -> AsyncIterator[float]:
+        """Hold this call's slots (user, global, provider) around one piece of provider work,
+        behind the provider's circuit breaker when a `passage` is given.
 
         The waits and the work's own time land in the latency metrics; yields when the work started.
         """
-        async with get_throttle().slots(provider=provider, user_id=self.slot_owner) as waits:
+        async with self._slots(provider, passage) as waits:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
@@ -294,6 +276,25 @@ class CallContext:
                 yield started
             finally:
                 self.processing_ms += (time.perf_counter() - started) * 1000
+
+    @asynccontextmanager
+    async def _slots(self, provider: str, passage: Passage | None) -> AsyncIterator[SlotWaits]:
+        throttle, breaker = get_throttle(), get_circuit_breaker()
+        if passage is not None and isinstance(throttle, RedisThrottle) and isinstance(breaker, RedisCircuitBreaker):
+            # Breaker and slots together: one Redis round trip in, one out.
+            async with throttle.gated_slots(
+                provider=provider, user_id=self.slot_owner, passage=passage, breaker=breaker
+            ) as waits:
+                yield waits
+            return
+        if passage is not None:
+            await breaker.enter(passage)
+        try:
+            async with throttle.slots(provider=provider, user_id=self.slot_owner) as waits:
+                yield waits
+        finally:
+            if passage is not None:
+                await breaker.leave(passage)
 
 
 @asynccontextmanager

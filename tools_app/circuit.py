@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tools_app.outages import now_or_later
 from tools_app.providers.base import ProviderError
 from tools_app.redis_client import LUA_NOW_MS, redis_key, redis_script
 
@@ -56,16 +57,44 @@ def _params() -> dict[str, float]:
     }
 
 
+def refusal(label: str, retry_in_s: float) -> ProviderError:
+    return ProviderError(
+        f"{label} is failing; its circuit is open, retry in {retry_in_s:.1f}s.",
+        code="provider_unavailable",
+        retryable=True,
+        retry_after_s=retry_in_s,
+    )
+
+
+@dataclass
+class Passage:
+    """One provider request through its breaker: admitted on the way in (perhaps as the
+    half-open probe), its outcome counted on the way out once `finish`ed. A request that
+    never finished (cancelled) is not counted."""
+
+    provider: str
+    label: str
+    probe_ttl_ms: int
+    probe: bool = False
+    finished: bool = False
+    error: ProviderError | None = None
+
+    def finish(self, error: ProviderError | None) -> None:
+        self.finished, self.error = True, error
+
+    def outcome(self) -> tuple[bool, bool, int]:
+        """(failed, trips at once, the provider's retry-after in ms) for the record."""
+        error = self.error
+        if error is None:
+            return False, False, 0
+        return counts_as_failure(error), trips_at_once(error), int((error.retry_after_s or 0) * 1000)
+
+
 class CircuitBreaker(abc.ABC):
     async def admit(self, provider: str, label: str, probe_ttl_s: float) -> Admission:
         admission = await self._admit(provider, int(probe_ttl_s * 1000))
         if not admission.allowed:
-            raise ProviderError(
-                f"{label} is failing; its circuit is open, retry in {admission.retry_in_s:.1f}s.",
-                code="provider_unavailable",
-                retryable=True,
-                retry_after_s=admission.retry_in_s,
-            )
+            raise refusal(label, admission.retry_in_s)
         return admission
 
     async def record(self, provider: str, error: ProviderError | None, *, probe: bool) -> None:
@@ -73,6 +102,19 @@ class CircuitBreaker(abc.ABC):
         at_once = error is not None and trips_at_once(error)
         retry_after_ms = int((error.retry_after_s or 0) * 1000) if error is not None else 0
         await self._record(provider, failed=failed, at_once=at_once, retry_after_ms=retry_after_ms, probe=probe)
+
+    async def enter(self, passage: Passage) -> None:
+        """Admit the request (raise `provider_unavailable` while the circuit is open)."""
+        admission = await self.admit(passage.provider, passage.label, passage.probe_ttl_ms / 1000)
+        passage.probe = admission.probe
+
+    async def leave(self, passage: Passage) -> None:
+        """Count a finished request's outcome; with Redis down, later (the answer is not held up)."""
+        if passage.finished:
+            await now_or_later(
+                f"count a {passage.provider} call in its circuit breaker",
+                lambda: self.record(passage.provider, passage.error, probe=passage.probe),
+            )
 
     @abc.abstractmethod
     async def _admit(self, provider: str, probe_ttl_ms: int) -> Admission: ...
@@ -148,9 +190,9 @@ class LocalCircuitBreaker(CircuitBreaker):
 
 
 # KEYS: state hash   ARGV: probe ttl ms   ->  {allowed, probe, retry_in_ms}
-ADMIT = (
-    LUA_NOW_MS
-    + """
+# (The bodies also run inside the throttle's scripts, as functions of KEYS and ARGV: one round
+# trip admits and takes the slots, one gives them back and counts the outcome.)
+ADMIT_BODY = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'closed' then return {1, 0, 0} end
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or 0)
@@ -160,13 +202,11 @@ if state == 'half_open' and now < probe_until then return {0, 0, probe_until - n
 redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[1]))
 return {1, 1, 0}
 """
-)
+ADMIT = LUA_NOW_MS + ADMIT_BODY
 
 # KEYS: state hash, calls zset, failures zset
 # ARGV: member, failed, at_once, retry_after_ms, probe, window_ms, min_calls, ratio, cooldown_ms
-RECORD = (
-    LUA_NOW_MS
-    + """
+RECORD_BODY = """
 local window = tonumber(ARGV[6])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 if ARGV[2] == '1' then redis.call('ZADD', KEYS[3], now, ARGV[1]) end
@@ -188,7 +228,7 @@ elseif ARGV[5] == '1' or state == 'half_open' then
 end
 return 1
 """
-)
+RECORD = LUA_NOW_MS + RECORD_BODY
 
 # KEYS: state hash, calls zset, failures zset   ->  {state, open_until - now, calls, failures}
 PEEK = (
@@ -202,30 +242,58 @@ return {state, open_until - now, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD
 
 
 class RedisCircuitBreaker(CircuitBreaker):
+    """Shared through Redis. The throttle's Redis backend runs the admit and record scripts in
+    its own (`admit_keys` … `record_args`), so a provider request costs one round trip
+    each way for both."""
+
     @staticmethod
     def _keys(provider: str) -> list[str]:
         base = redis_key("circuit", provider)
         return [f"{base}:state", f"{base}:calls", f"{base}:failures"]
+
+    def admit_keys(self, passage: Passage) -> list[str]:
+        return self._keys(passage.provider)[:1]
+
+    def admit_args(self, passage: Passage) -> list[Any]:
+        return [passage.probe_ttl_ms]
+
+    def admitted(self, passage: Passage, reply: list[Any]) -> None:
+        """Take the admit script's reply: raise the refusal, or note a probe."""
+        allowed, probe, retry_ms = reply
+        if not int(allowed):
+            raise refusal(passage.label, int(retry_ms) / 1000)
+        passage.probe = bool(int(probe))
+
+    def record_keys(self, passage: Passage) -> list[str]:
+        return self._keys(passage.provider)
+
+    @staticmethod
+    def _record_args(*, failed: bool, at_once: bool, retry_after_ms: int, probe: bool) -> list[Any]:
+        params = _params()
+        return [
+            uuid.uuid4().hex,
+            int(failed),
+            int(at_once),
+            retry_after_ms,
+            int(probe),
+            int(params["window_ms"]),
+            int(params["min_calls"]),
+            params["ratio"],
+            int(params["cooldown_ms"]),
+        ]
+
+    def record_args(self, passage: Passage) -> list[Any]:
+        failed, at_once, retry_after_ms = passage.outcome()
+        return self._record_args(failed=failed, at_once=at_once, retry_after_ms=retry_after_ms, probe=passage.probe)
 
     async def _admit(self, provider: str, probe_ttl_ms: int) -> Admission:
         allowed, probe, retry_ms = await redis_script(ADMIT)(keys=[self._keys(provider)[0]], args=[probe_ttl_ms])
         return Admission(bool(allowed), bool(probe), int(retry_ms) / 1000)
 
     async def _record(self, provider: str, *, failed: bool, at_once: bool, retry_after_ms: int, probe: bool) -> None:
-        params = _params()
         await redis_script(RECORD)(
             keys=self._keys(provider),
-            args=[
-                uuid.uuid4().hex,
-                int(failed),
-                int(at_once),
-                retry_after_ms,
-                int(probe),
-                int(params["window_ms"]),
-                int(params["min_calls"]),
-                params["ratio"],
-                int(params["cooldown_ms"]),
-            ],
+            args=self._record_args(failed=failed, at_once=at_once, retry_after_ms=retry_after_ms, probe=probe),
         )
 
     async def snapshot(self, providers: list[str]) -> dict[str, dict[str, Any]]:

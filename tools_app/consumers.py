@@ -278,7 +278,12 @@ class ExaiConsumer(AsyncWebsocketConsumer):
                 {"op": "call_tool_ack", "request_id": request_id, "accepted": True, "timeout_s": deadline_s}
             )
             heartbeat = asyncio.ensure_future(self._heartbeat(request_id))
-            outcome = await call_registry().serve(self._key(request_id), self.send_json, run)
+            outcome = await call_registry().serve(
+                self._key(request_id),
+                self.send_json,
+                run,
+                user_id=self.auth.user.pk,  # type: ignore[union-attr]
+            )
             await self.send_json({"op": "call_tool_res", "request_id": request_id, **outcome})
         except asyncio.CancelledError:
             if not self.closing:

@@ -27,7 +27,7 @@ _MAX_DELAY_S = 8.0
 
 _pending: set[asyncio.Task[None]] = set()
 # Conversation threads whose last answered turn is still to be written: their next turn waits.
-_threads: dict[str, asyncio.Task[None]] = {}
+_threads: dict[str, asyncio.Future[None]] = {}
 THREAD_WAIT_S = 30.0
 
 
@@ -76,7 +76,7 @@ def finish_later(what: str, operation: Callable[[], Awaitable[Any]]) -> asyncio.
     return task
 
 
-def hold_thread(thread_id: str, write: asyncio.Task[None] | None) -> None:
+def hold_thread(thread_id: str, write: asyncio.Future[None] | None) -> None:
     """The thread's next turn waits for `write` (its last turn, kept later)."""
     if write is not None:
         _threads[thread_id] = write

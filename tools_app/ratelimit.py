@@ -11,6 +11,7 @@ limit holds across every server process. `0` turns a limit off.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections import OrderedDict
@@ -61,9 +62,8 @@ def frame_limiter() -> Gcra:
 
 
 # KEYS[1] the user's TAT (ms); ARGV interval and tolerance (ms). Returns ms to wait, 0 when let through.
-_GCRA_SCRIPT = (
-    LUA_NOW_MS
-    + """
+# (The body also runs inside the call claim's script: tools_app/resume.py.)
+GCRA_BODY = """
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -74,7 +74,7 @@ tat = tat + interval
 redis.call('SET', KEYS[1], tat, 'PX', math.ceil(tat - now) + 1000)
 return 0
 """
-)
+_GCRA_SCRIPT = LUA_NOW_MS + GCRA_BODY
 
 
 def _gcra_script() -> Any:
@@ -86,16 +86,32 @@ _MAX_LOCAL_USERS = 10_000
 _local_users: OrderedDict[object, Gcra] = OrderedDict()
 
 
+# A call whose count was already taken on its way in (in the script that claimed it, so a
+# /ws call pays one Redis round trip for both): the milliseconds it was told to wait.
+counted_ms: contextvars.ContextVar[float | None] = contextvars.ContextVar("counted_ms", default=None)
+
+
+def user_call_rate(user_id: object) -> tuple[str, list[float]] | None:
+    """The user's call count in Redis for GCRA_BODY: (key, [interval ms, tolerance ms]); None when off."""
+    limit = settings.EXAI_USER_CALLS_PER_MIN
+    if not limit:
+        return None
+    interval_ms = 60_000 / limit
+    return redis_key("rate", "calls", user_id), [interval_ms, interval_ms * (limit - 1)]
+
+
 async def user_call_admit(user_id: object) -> None:
     """Count one tool call against its user's EXAI_USER_CALLS_PER_MIN; raise RateLimited when over."""
     limit = settings.EXAI_USER_CALLS_PER_MIN
     if not limit:
         return
-    if settings.REDIS_URL:
-        interval_ms = 60_000 / limit
-        waited_ms = await _gcra_script()(
-            keys=[redis_key("rate", "calls", user_id)], args=[interval_ms, interval_ms * (limit - 1)]
-        )
+    counted = counted_ms.get()
+    if counted is not None:
+        counted_ms.set(None)
+        wait_s = counted / 1000
+    elif settings.REDIS_URL:
+        key, args = user_call_rate(user_id) or ("", [])
+        waited_ms = await _gcra_script()(keys=[key], args=args)
         wait_s = float(waited_ms) / 1000
     else:
         limiter = _local_users.get(user_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import uuid
@@ -29,7 +30,8 @@ from django.conf import settings
 
 from tools_app.idempotency import idempotency_store
 from tools_app.outages import now_or_later
-from tools_app.redis_client import get_redis, redis_key
+from tools_app.ratelimit import GCRA_BODY, counted_ms, user_call_rate
+from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key, redis_script
 from tools_app.throttle.base import honour_cancellation
 
 logger = logging.getLogger(__name__)
@@ -84,16 +86,26 @@ class CallRegistry:
         self._running: dict[str, RunningCall] = {}
         self.claims = RedisClaims() if settings.REDIS_URL else None
 
-    async def serve(self, key: str, listener: Listener, run: Runner) -> Outcome:
-        """The call's outcome: stored, joined while it runs (here or elsewhere), or run now."""
+    async def serve(self, key: str, listener: Listener, run: Runner, *, user_id: Any = None) -> Outcome:
+        """The call's outcome: stored, joined while it runs (here or elsewhere), or run now.
+
+        With Redis, the stored result is read, the claim taken and `user_id`'s call counted
+        against their rate limit in one round trip (the call then skips its own count)."""
         store = idempotency_store()
         while True:
-            stored = await store.get(key)
+            running = self._running.get(key)
+            if running is None and self.claims is not None:
+                stored, claimed, waited_ms = await self.claims.result_or_claim(key, user_call_rate(user_id))
+                if claimed and waited_ms is not None:
+                    counted_ms.set(waited_ms)  # copied into the call's task as it starts
+            else:
+                stored, claimed = await store.get(key), self.claims is None
             honour_cancellation()  # a cancel that came with the reply must not start the call
             if stored is not None:
+                if claimed and self.claims is not None:
+                    await self.claims.release(key)
                 return stored
-            running = self._running.get(key)
-            if running is None and (self.claims is None or await self.claims.claim(key)):
+            if running is None and claimed:
                 if _cancel_pending():  # the cancel came with the claim's reply: let the claim go
                     if self.claims is not None:
                         await self.claims.release(key)
@@ -145,8 +157,10 @@ class CallRegistry:
             release.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def _run(self, running: RunningCall, run: Runner) -> None:
-        keeper = asyncio.ensure_future(self.claims.keep(running.key)) if self.claims is not None else None
+        claims = self.claims
+        keeper = asyncio.ensure_future(claims.keep(running.key)) if claims is not None else None
         outcome: Outcome | None = None
+        released = False
         try:
             outcome = await run(running.emit)
             # The answer goes out now; storing it for a resend and letting the claim go follow. A
@@ -154,11 +168,19 @@ class CallRegistry:
             # process, waits for the claim's result.
             running.result.set_result(outcome)
             if outcome.get("error", {}).get("code") not in _NOT_REPLAYED:
-                # A store that is down is written later.
+                # A store that is down is written later. With Redis, the claim goes in the same trip.
                 result = outcome
-                await now_or_later(
-                    f"store the result of call {running.key}", lambda: idempotency_store().set(running.key, result)
-                )
+                if claims is not None:
+                    if keeper is not None:
+                        keeper.cancel()
+                    released = True
+                    await now_or_later(
+                        f"store the result of call {running.key}", lambda: claims.store_and_release(running.key, result)
+                    )
+                else:
+                    await now_or_later(
+                        f"store the result of call {running.key}", lambda: idempotency_store().set(running.key, result)
+                    )
         except asyncio.CancelledError:
             from tools_app.services import interrupted_outcome
 
@@ -174,9 +196,9 @@ class CallRegistry:
                 keeper.cancel()
             if running.grace is not None:
                 running.grace.cancel()
-            if self.claims is not None:
+            if claims is not None and not released:
                 with contextlib.suppress(Exception):
-                    await self.claims.release(running.key)
+                    await claims.release(running.key)
             if not running.result.done():
                 running.result.set_result(outcome or {"error": {"code": "internal", "message": "no outcome"}})
 
@@ -212,6 +234,26 @@ class RedisClaims:
     async def claim(self, key: str) -> bool:
         return bool(await get_redis().set(self._key("claim", key), self.owner, nx=True, px=CLAIM_TTL_MS))
 
+    async def result_or_claim(
+        self, key: str, rate: tuple[str, list[float]] | None
+    ) -> tuple[Outcome | None, bool, float | None]:
+        """The call's stored result, or else whether this process now holds its claim and, with
+        `rate` (the user's call count), how long the rate limit says to wait (ms; 0: go on)."""
+        rate_key, rate_args = rate or (None, [])
+        stored, claimed, waited_ms = await redis_script(_RESULT_OR_CLAIM)(
+            keys=[redis_key(key), self._key("claim", key), *([rate_key] if rate_key else [])],
+            args=[self.owner, CLAIM_TTL_MS, *rate_args],
+        )
+        counted = float(waited_ms) if rate_key and claimed else None
+        return (json.loads(stored) if stored else None), bool(claimed), counted
+
+    async def store_and_release(self, key: str, outcome: Outcome) -> None:
+        """Store the call's result for a resend and let its claim go, in one round trip."""
+        async with get_redis().pipeline(transaction=False) as pipe:
+            pipe.set(redis_key(key), json.dumps(outcome), ex=settings.EXAI_IDEMPOTENCY_TTL_S)
+            pipe.delete(self._key("claim", key), self._key("cancel", key))
+            await pipe.execute()
+
     async def keep(self, key: str) -> None:
         """Renew the claim while the call runs; a process that dies lets it lapse."""
         while True:
@@ -244,6 +286,21 @@ class RedisClaims:
     async def watched(self, key: str) -> bool:
         return bool(await get_redis().exists(self._key("watch", key)))
 
+
+# KEYS: the stored result, the claim[, the user's call count]
+# ARGV: owner, claim ttl ms[, GCRA_BODY's interval and tolerance]
+# -> {result or nil, claimed, ms the rate limit says to wait}: a claimed call is counted.
+_RESULT_OR_CLAIM = (
+    LUA_NOW_MS
+    + f"""
+local function gcra(KEYS, ARGV) {GCRA_BODY} end
+local stored = redis.call('GET', KEYS[1])
+if stored then return {{stored, 0, 0}} end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{false, 0, 0}} end
+if #KEYS < 3 then return {{false, 1, 0}} end
+return {{false, 1, gcra({{KEYS[3]}}, {{ARGV[3], ARGV[4]}})}}
+"""
+)
 
 _registries: dict[str, CallRegistry] = {}
 

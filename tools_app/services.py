@@ -17,7 +17,7 @@ from metrics_app.recorder import record_call
 from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
-from tools_app.outages import RETRY_AFTER_S, thread_written, unreachable_message, unreachable_service
+from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.providers import ProviderError, all_providers, configured_providers
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
@@ -26,6 +26,7 @@ from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 from tools_app.tools.context import FILE_ADVICE
+from tools_app.turns import thread_ready
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +158,8 @@ async def tool_call(
         await user_call_admit(getattr(user, "pk", None))
         tool = _callable_tool(name)
         validate_arguments(tool.name, arguments)
-        # A thread whose last answer is still to be written (the database was away) goes on after it.
-        await thread_written(arguments.get("continuation_id"))
+        # A thread whose last answer is still being written goes on after it (tools_app/turns.py).
+        await thread_ready(arguments.get("continuation_id"))
         deadline_s = tool.deadline_s(arguments)
         key = cache_key(tool, getattr(user, "pk", None), arguments)
         result = await cached_reply(key)

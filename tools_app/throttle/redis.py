@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tools_app.circuit import ADMIT_BODY, RECORD_BODY, Passage, RedisCircuitBreaker
 from tools_app.outages import now_or_later
 from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
 from tools_app.throttle.base import (
@@ -90,9 +91,7 @@ return {acquired, rank, ticket}
 # when none of them has anyone queued (so it can never overtake a waiter).
 # KEYS: (holders, queue, alive) per pool, then the tombstone
 # ARGV: lease ttl ms, key ttl s, then (lease, limit) per pool
-ACQUIRE_ALL = (
-    LUA_NOW_MS
-    + """
+ACQUIRE_ALL_BODY = """
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 local pools = (#KEYS - 1) / 3
 for p = 0, pools - 1 do
@@ -114,7 +113,7 @@ for p = 0, pools - 1 do
 end
 return 1
 """
-)
+ACQUIRE_ALL = LUA_NOW_MS + ACQUIRE_ALL_BODY
 
 # Give back slots of any number of pools. A waiter interrupted mid-acquire also leaves a
 # tombstone: its acquire script may still be on its way on another connection, and will
@@ -132,6 +131,34 @@ for p = 0, pools - 1 do
 end
 return 1
 """
+
+# A provider request's way in and out, one round trip each, for the circuit breaker and the
+# slots together (tools_app/circuit.py's scripts run inside these as functions).
+# In: KEYS breaker state, then ACQUIRE_ALL's; ARGV probe ttl ms, then ACQUIRE_ALL's.
+#     -> {admitted, probe, retry_in_ms, granted}: a refusal takes no slot.
+GATE_IN = (
+    LUA_NOW_MS
+    + f"""
+local function admit(KEYS, ARGV) {ADMIT_BODY} end
+local function acquire_all(KEYS, ARGV) {ACQUIRE_ALL_BODY} end
+local passage = admit({{KEYS[1]}}, {{ARGV[1]}})
+if passage[1] == 0 then return {{0, 0, passage[3], 0}} end
+return {{1, passage[2], 0, acquire_all({{unpack(KEYS, 2)}}, {{unpack(ARGV, 2)}})}}
+"""
+)
+# Out: KEYS RELEASE's, then the breaker's three (none: nothing to count)
+#      ARGV the number of RELEASE's keys and args, RELEASE's args, then RECORD's.
+GATE_OUT = (
+    LUA_NOW_MS
+    + f"""
+local function release(KEYS, ARGV) {RELEASE} end
+local function record(KEYS, ARGV) {RECORD_BODY} end
+local nkeys, nargs = tonumber(ARGV[1]), tonumber(ARGV[2])
+release({{unpack(KEYS, 1, nkeys)}}, {{unpack(ARGV, 3, nargs + 2)}})
+if #KEYS > nkeys then record({{unpack(KEYS, nkeys + 1)}}, {{unpack(ARGV, nargs + 3)}}) end
+return 1
+"""
+)
 
 # KEYS: holders...   ARGV: lease ttl ms, key ttl s, lease...  (KEYS[i] pairs with ARGV[i + 2])
 RENEW = (
@@ -248,6 +275,8 @@ class RedisThrottle(Throttle):
         self._release = self.redis.register_script(RELEASE)
         self._count = self.redis.register_script(COUNT)
         self._acquire_all = self.redis.register_script(ACQUIRE_ALL)
+        self._gate_in = self.redis.register_script(GATE_IN)
+        self._gate_out = self.redis.register_script(GATE_OUT)
         # pool -> this process's waiters, each with its ticket (its place in the Redis queue)
         self._waiters: dict[str, dict[asyncio.Future[None], float]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -327,26 +356,91 @@ class RedisThrottle(Throttle):
         finally:
             await self._give_back(pools, keys, leases)
 
+    @asynccontextmanager
+    async def gated_slots(
+        self, *, provider: str, user_id: Any, passage: Passage, breaker: RedisCircuitBreaker
+    ) -> AsyncIterator[SlotWaits]:
+        """`slots` behind the circuit breaker, in one round trip each way when nobody waits.
+
+        The way in admits the request (raising the breaker's refusal, with no slot taken) and
+        takes every slot; the way out gives them back and counts the finished request's
+        outcome. When someone waits for a slot, the request queues fairly (`slots`) and its
+        outcome is counted on its own."""
+        pools = call_pools(provider=provider, user_id=user_id)
+        keys = [_Keys(pool) for pool in pools]
+        base = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
+        leases = [f"{base}-{index}" for index in range(len(pools))]
+        try:
+            *admission, granted = await self._gate_in(
+                keys=[
+                    *breaker.admit_keys(passage),
+                    *[key for k in keys for key in (k.holders, k.queue, k.alive)],
+                    _tombstone(base),
+                ],
+                args=[
+                    *breaker.admit_args(passage),
+                    _lease_ttl_ms(),
+                    _key_ttl_s(),
+                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
+                ],
+            )
+            honour_cancellation()
+        except BaseException:
+            await self._give_back(pools, keys, leases, tombstone=base)
+            raise
+        breaker.admitted(passage, admission)  # a refusal raises here, holding nothing
+        if not granted:
+            try:
+                async with super().slots(provider=provider, user_id=user_id) as waits:
+                    yield waits
+            finally:
+                await breaker.leave(passage)
+            return
+        for lease, key in zip(leases, keys, strict=True):
+            _keeper.add(lease, key.holders)
+        try:
+            yield SlotWaits()
+        finally:
+            await self._give_back(pools, keys, leases, passage=passage, breaker=breaker)
+
     async def release(self, pool: Pool, handle: Any) -> None:
         await self._give_back([pool], [_Keys(pool)], [handle])
 
     async def _give_back(
-        self, pools: list[Pool], keys: list[_Keys], leases: list[str], *, tombstone: str | None = None
+        self,
+        pools: list[Pool],
+        keys: list[_Keys],
+        leases: list[str],
+        *,
+        tombstone: str | None = None,
+        passage: Passage | None = None,
+        breaker: RedisCircuitBreaker | None = None,
     ) -> None:
-        """Give back the leases (one per pool); with `tombstone`, also refuse their late acquire."""
+        """Give back the leases (one per pool); with `tombstone`, also refuse their late acquire;
+        with a finished `passage`, count its outcome in the breaker in the same round trip."""
         for lease in leases:
             _keeper.discard(lease)
+        release_keys = [
+            *[key for k in keys for key in (k.holders, k.queue, k.alive)],
+            self.channel,
+            _tombstone(tombstone or leases[0]),
+        ]
+        release_args = [
+            TOMBSTONE_TTL_MS if tombstone else 0,
+            *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.name)],
+        ]
 
         def release() -> Any:
-            return self._release(
-                keys=[
-                    *[key for k in keys for key in (k.holders, k.queue, k.alive)],
-                    self.channel,
-                    _tombstone(tombstone or leases[0]),
-                ],
+            if passage is None or breaker is None:
+                return self._release(keys=release_keys, args=release_args)
+            counted = passage.finished
+            return self._gate_out(
+                keys=[*release_keys, *(breaker.record_keys(passage) if counted else [])],
                 args=[
-                    TOMBSTONE_TTL_MS if tombstone else 0,
-                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.name)],
+                    len(release_keys),
+                    len(release_args),
+                    *release_args,
+                    *(breaker.record_args(passage) if counted else []),
                 ],
             )
 

@@ -8,7 +8,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from tools_app.calls import check_sampling
-from tools_app.conversations import conversation_open, conversation_record_turn
+from tools_app.conversations import conversation_open
 from tools_app.errors import ToolError
 from tools_app.providers import ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage
@@ -24,6 +24,7 @@ from tools_app.tools.base import (
 )
 from tools_app.tools.context import prompt_limit_check
 from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, resolve_files
+from tools_app.turns import keep_turn
 
 STANCES = {
     "for": "Argue the strongest honest case FOR the proposal; concede real blockers plainly.",
@@ -109,7 +110,7 @@ class ConsensusTool(Tool):
         synthesis, synthesis_model = await self._synthesis(ctx, synthesiser, arguments, prompt, answered)
         text = render(views, synthesis)
         resolved = panel[0][0]
-        conversation = await database_sync_to_async(conversation_record_turn)(
+        conversation = await keep_turn(
             user=ctx.user,
             conversation=conversation,
             tool=self.name,

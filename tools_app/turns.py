@@ -1,0 +1,223 @@
+"""Conversation turns are stored just after the answer goes out, in batches.
+
+A tool that answered a thread hands its turn (the question and the model's answer) to
+this process's `TurnWriter` and returns at once; the caller has the answer while the turn
+is still being written. The writer takes every turn queued meanwhile and writes them in
+one trip to the database (one transaction, one savepoint per turn, so one bad turn never
+costs the others).
+
+Memory stays exact: a thread's next turn waits until its previous turn is stored.
+- In this process, through the pending write (tools_app/outages.py `thread_written`).
+- In cluster mode (REDIS_URL), on any process: before the answer goes out, a marker
+  `thread:{id}:writing` is set in Redis; it is removed once the turn is stored, and a
+  call that continues the thread waits while it exists (at most `THREAD_WAIT_S`, then a
+  retryable `overloaded`). A marker whose process died lapses after `MARKER_TTL_MS`.
+
+Durability: SIGTERM flushes the queue before the process stops (a shutdown hook). A
+process killed outright (SIGKILL, a crash, the machine going down) within the few
+milliseconds between an answer and its write loses that one turn: the caller has the
+answer, the thread does not remember it. With the database away, turns are retried in
+the background for about two minutes (tools_app/outages.py), as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import functools
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from tools_app.conversations import conversation_record_turn
+from tools_app.models import Conversation
+from tools_app.outages import (
+    THREAD_WAIT_S,
+    Unreachable,
+    finish_later,
+    hold_thread,
+    thread_written,
+    unreachable_service,
+)
+from tools_app.redis_client import get_redis, redis_key
+
+logger = logging.getLogger(__name__)
+
+MARKER_TTL_MS = 120_000  # longer than the background retries of a turn (about two minutes)
+_MARKER_POLL_S = (0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+@dataclass
+class PendingTurn:
+    """One answered turn waiting to be written: the arguments of `conversation_record_turn`."""
+
+    thread_id: uuid.UUID
+    fields: dict[str, Any]
+    written: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    marked: bool = False
+
+
+def _marker(thread_id: Any) -> str:
+    return redis_key("thread", thread_id, "writing")
+
+
+def _write_batch(turns: list[PendingTurn]) -> list[BaseException | None]:
+    """Write the turns in one transaction, each in a savepoint; what failed, turn by turn.
+
+    An unreachable database fails the whole batch (raised, for the caller to retry);
+    any other failure is that turn's alone."""
+    failures: list[BaseException | None] = []
+    with transaction.atomic():
+        for turn in turns:
+            try:
+                with transaction.atomic():
+                    conversation_record_turn(thread_id=turn.thread_id, **turn.fields)
+            except Exception as exc:
+                if unreachable_service(exc) is not None:
+                    raise
+                failures.append(exc)
+            else:
+                failures.append(None)
+    return failures
+
+
+class TurnWriter:
+    """This process's queue of answered turns, drained by one task at a time."""
+
+    def __init__(self) -> None:
+        self._queue: list[PendingTurn] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, turn: PendingTurn) -> None:
+        self._queue.append(turn)
+        if self._task is None or self._task.done():
+            # A context of its own: nothing of the call that queued the turn comes along.
+            self._task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
+
+    async def flush(self) -> None:
+        """Wait until every queued turn is written (or handed to the background retries)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                failures = await database_sync_to_async(_write_batch)(batch)
+            except Exception as exc:
+                if unreachable_service(exc) is None:
+                    failures = [exc] * len(batch)
+                else:
+                    self._retry_later(batch)
+                    continue
+            await self._unmark([turn for turn in batch if turn.marked])
+            for turn, failure in zip(batch, failures, strict=True):
+                if failure is not None:
+                    logger.error("could not keep a turn of thread %s", turn.thread_id, exc_info=failure)
+                turn.written.set_result(None)
+
+    def _retry_later(self, batch: list[PendingTurn]) -> None:
+        logger.warning("the database is unreachable; %d turns are kept when it returns", len(batch))
+        for turn in batch:
+
+            async def again(turn: PendingTurn = turn) -> None:
+                await database_sync_to_async(conversation_record_turn)(
+                    thread_id=turn.thread_id, again=True, **turn.fields
+                )
+                await self._unmark([turn] if turn.marked else [])
+
+            retry = finish_later(f"keep a turn of thread {turn.thread_id}", again)
+            if retry is None:
+                turn.written.set_result(None)
+                continue
+            hold_thread(str(turn.thread_id), retry)
+            retry.add_done_callback(functools.partial(self._after_retry, turn))
+
+    @staticmethod
+    def _after_retry(turn: PendingTurn, _: object) -> None:
+        # Written, or given up on (logged); a marker left behind lapses by itself.
+        if not turn.written.done():
+            turn.written.set_result(None)
+
+    @staticmethod
+    async def _unmark(turns: list[PendingTurn]) -> None:
+        if not turns:
+            return
+        try:
+            await get_redis().delete(*(_marker(turn.thread_id) for turn in turns))
+        except Exception:
+            # They lapse by themselves; meanwhile the threads' next turns wait for them.
+            logger.warning("could not clear %d thread markers in Redis", len(turns), exc_info=True)
+
+
+_writers: dict[asyncio.AbstractEventLoop, TurnWriter] = {}
+
+
+def turn_writer() -> TurnWriter:
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        for old in [old for old in _writers if old.is_closed()]:
+            del _writers[old]
+        writer = _writers[loop] = TurnWriter()
+    return writer
+
+
+async def flush_turns() -> None:
+    """Write every answered turn still queued (shutdown hook; tests)."""
+    writer = _writers.get(asyncio.get_running_loop())
+    if writer is not None:
+        await writer.flush()
+
+
+async def keep_turn(*, conversation: Conversation | None, **fields: Any) -> Conversation:
+    """Queue one answered turn of `conversation` (a new thread when None) and return the thread
+    as it will be once written; its next turn waits for the write."""
+    if conversation is None:
+        thread_id = uuid.uuid4()
+        thread = Conversation(id=thread_id, tool=fields["tool"], turn_count=1, expires_at=Conversation.fresh_expiry())
+    else:
+        thread_id = conversation.id
+        thread = conversation
+        thread.turn_count += 1
+        thread.expires_at = Conversation.fresh_expiry()
+    turn = PendingTurn(thread_id, {"conversation": copy.copy(conversation), **fields})
+    if settings.REDIS_URL:
+        try:
+            await get_redis().set(_marker(thread_id), 1, px=MARKER_TTL_MS)
+            turn.marked = True
+        except Exception:
+            # Another process could read this thread a turn short until the write lands.
+            logger.warning("could not mark thread %s as being written", thread_id, exc_info=True)
+    hold_thread(str(thread_id), turn.written)
+    turn_writer().submit(turn)
+    return thread
+
+
+async def thread_ready(thread_id: Any) -> None:
+    """Wait until the thread's last answered turn is stored, wherever it was answered.
+
+    Raises Unreachable when that takes longer than THREAD_WAIT_S."""
+    if not isinstance(thread_id, str) or not thread_id:
+        return
+    await thread_written(thread_id)
+    if not settings.REDIS_URL:
+        return
+    try:
+        uuid.UUID(thread_id)
+    except ValueError:
+        return  # not a thread id: the tool says so
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + THREAD_WAIT_S
+    for attempt in range(10**9):
+        if not await get_redis().exists(_marker(thread_id)):
+            return
+        if loop.time() >= ends:
+            raise Unreachable("the database")
+        await asyncio.sleep(_MARKER_POLL_S[min(attempt, len(_MARKER_POLL_S) - 1)])
