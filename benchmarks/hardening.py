@@ -113,7 +113,9 @@ def prometheus_labels(rounds: int) -> None:
 
 
 def socket_guard(rounds: int) -> None:
-    from exai_site.sockets import SocketGuardMiddleware
+    from django.urls import path
+
+    from exai_site.sockets import WebSocketEntry
 
     frame = {"type": "websocket.receive", "text": json.dumps({"op": "ping"})}
 
@@ -137,7 +139,7 @@ def socket_guard(rounds: int) -> None:
 
         queue.put_nowait({"type": "websocket.connect"})
         scope = {"type": "websocket", "client": ("127.0.0.1", 1), "path": "/ws", "headers": []}
-        await (SocketGuardMiddleware(app) if guarded else app)(scope, queue.get, send)
+        await (WebSocketEntry([path("ws", app)]) if guarded else app)(scope, queue.get, send)
         return samples
 
     print("\na frame into a consumer, microseconds                    p50       p95       p99")

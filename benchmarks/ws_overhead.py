@@ -11,7 +11,10 @@ calls/s, end-to-end latency p50/p95/p99, and the server's overhead (end-to-end m
 the provider call's own time, `processing_ms`) p50/p95/p99, then the server's ratios to
 the bare relay. Nothing is asserted.
 
-    python benchmarks/ws_overhead.py [--clients 32] [--calls 40] [--modes embedded,cluster]
+In cluster mode it also spreads the loaded run over several daphne processes (one per core
+by default) sharing PostgreSQL and Redis, and prints that throughput beside one process's.
+
+    python benchmarks/ws_overhead.py [--clients 32] [--calls 40] [--modes embedded,cluster] [--processes N]
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import PYTHON, free_port, percentiles, prepared_database, start, stop
 
 
-async def drive_server(url: str, token: str, clients: int, calls: int) -> tuple[float, list[float], list[float]]:
+async def drive_server(
+    url: str | list[str], token: str, clients: int, calls: int
+) -> tuple[float, list[float], list[float]]:
+    """C clients (spread over the URLs, one server process each) making N calls each."""
     from tools_app.client import ExaiClient
 
-    connections = [ExaiClient(url, token) for _ in range(clients)]
+    urls = [url] if isinstance(url, str) else url
+    connections = [ExaiClient(urls[index % len(urls)], token) for index in range(clients)]
     await asyncio.gather(*(client.connect() for client in connections))
     for client in connections:  # warm up each connection and the server's code paths
         await client.call_tool("chat", {"prompt": "warm up"})
@@ -165,6 +172,17 @@ def run_mode(mode: str, args: argparse.Namespace, stub_port: int) -> tuple[list[
         "uvicorn": "{python} -m uvicorn exai_site.asgi:application --host 127.0.0.1 --port {port} "
         "--log-level warning --no-access-log",
     }
+    if mode == "cluster" and args.processes > 1:
+        # The same load spread over several daphne processes sharing PostgreSQL and Redis.
+        ports = [free_port() for _ in range(args.processes)]
+        processes = [start(servers["daphne"].format(python=PYTHON, port=port).split(), port, env) for port in ports]
+        try:
+            urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
+            rate, e2e, overhead = asyncio.run(drive_server(urls, token, args.clients, args.calls))
+            record(f"daphne x{args.processes}, {args.clients} clients", rate, e2e, overhead)
+        finally:
+            for process in processes:
+                stop(process)
     for name, template in servers.items():
         port = free_port()
         process = start(template.format(python=PYTHON, port=port).split(), port, env)
@@ -178,7 +196,15 @@ def run_mode(mode: str, args: argparse.Namespace, stub_port: int) -> tuple[list[
             record(f"{name}, {args.clients} clients", rate, e2e, overhead)
         finally:
             stop(process)
-    return rows, ratio_lines(mode, results, args.clients)
+    lines = ratio_lines(mode, results, args.clients)
+    several = results.get(f"daphne x{args.processes}, {args.clients} clients")
+    one = results.get(f"daphne, {args.clients} clients")
+    if several is not None and one is not None:
+        lines.append(
+            f"{mode:<9} daphne x{args.processes} vs one process, {args.clients} clients: "
+            f"{several[0]:6.1f} vs {one[0]:6.1f} calls/s ({several[0] / one[0]:4.2f}x) on {os.cpu_count()} cores"
+        )
+    return rows, lines
 
 
 def main() -> None:
@@ -186,6 +212,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--calls", type=int, default=40, help="calls per client")
     parser.add_argument("--modes", default="embedded,cluster", help="embedded, cluster, or both (comma-separated)")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="daphne processes for the cluster's scaling run"
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/exai_bench")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()

@@ -14,11 +14,9 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.http.cookie import parse_cookie
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -42,6 +40,10 @@ class Authentication:
         """Open sockets check their token again: at once when it has expired, and now and then
         anyway, since it may have been revoked or its user deactivated meanwhile."""
         return self.expired() or time.monotonic() - self.checked_at >= settings.EXAI_TOKEN_RECHECK_S
+
+
+# A socket that came with no token: one shared answer (frozen), not one object per socket.
+NO_AUTHENTICATION = Authentication(None)
 
 
 def is_revoked(jti: str | None) -> bool:
@@ -135,13 +137,3 @@ def token_from_headers(headers: list[tuple[bytes, bytes]] | Any, query_string: b
                 return credentials.strip()
     tokens = parse_qs(query_string.decode("latin-1")).get("token")
     return tokens[0] if tokens else None
-
-
-class JwtAuthMiddleware(BaseMiddleware):
-    """Put the token's user (or AnonymousUser) in `scope["user"]`, and why it failed in `auth`."""
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        raw = token_from_headers(scope.get("headers", []), scope.get("query_string", b""))
-        auth = await database_sync_to_async(authenticate_token_or_say_why)(raw) if raw else Authentication(None)
-        scope = {**scope, "user": auth.user or AnonymousUser(), "auth": auth}
-        return await super().__call__(scope, receive, send)

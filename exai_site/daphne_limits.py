@@ -29,6 +29,7 @@ daphne's command line is kept as it is.
 """
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -75,6 +76,7 @@ def install() -> None:
                 **(scope.get("extensions") or {}),
                 FRAME_LIMIT_EXTENSION: _frame_limit_setter(protocol),
             }
+            _let_go_of_the_handshake(protocol)
         queue = create_application(self, protocol, scope)
         if queue is not None and scope.get("type") == "http":
             _read_spooled_body_lazily(queue, protocol)
@@ -114,6 +116,21 @@ def _frame_limit_setter(protocol: Any) -> Any:
         protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = size
 
     return set_limit
+
+
+def _let_go_of_the_handshake(protocol: Any) -> None:
+    """Drop the upgraded HTTP request, which the connection would otherwise keep for its whole life.
+
+    Twisted's HTTP channel registers itself as its connection's producer; daphne hands the
+    connection to the WebSocket protocol but leaves that registration, so every socket keeps
+    its handshake's channel, request, headers and body buffer (several KiB an idle socket:
+    benchmarks/connections.py). The WebSocket protocol registers no producer of its own."""
+    from twisted.web.http import HTTPChannel
+
+    transport = getattr(protocol, "transport", None)
+    if isinstance(getattr(transport, "producer", None), HTTPChannel):
+        with contextlib.suppress(Exception):
+            transport.unregisterProducer()
 
 
 def _close_with_reasons() -> None:

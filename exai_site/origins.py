@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
@@ -53,17 +52,3 @@ def scope_header(scope: dict[str, Any], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-class OriginCheckMiddleware:
-    """Refuse a WebSocket handshake (HTTP 403) from a page on an origin that is not allowed."""
-
-    def __init__(self, application: Any) -> None:
-        self.application = application
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket" and not origin_allowed(
-            scope_header(scope, b"origin"), scope_header(scope, b"host")
-        ):
-            return await WebsocketDenier()(scope, receive, send)
-        return await self.application(scope, receive, send)

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -200,15 +201,35 @@ async def refuse(receive: Any, send: Any, code: int, reason: str) -> None:
         await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-class SocketGuardMiddleware:
-    """Admit a WebSocket within the caps, and hold it to the pre-authentication limits."""
+class WebSocketEntry:
+    """The way in for every WebSocket, in one coroutine: origin check, token, caps and
+    pre-authentication limits, then the route's consumer.
 
-    def __init__(self, application: Any) -> None:
-        self.application = application
+    Nested middlewares would each keep a coroutine frame and a copy of the scope alive for as
+    long as the socket lives; with thousands of idle sockets that is a large part of what each
+    costs (benchmarks/connections.py). So the steps are calls, and the scope is filled in place
+    (it is this connection's own, made by the server for it).
+    """
+
+    def __init__(self, routes: list[Any]) -> None:
+        # Plain paths only (`path("ws", …)`): an exact match, no URL resolving per socket.
+        self.routes: dict[str, Any] = {str(route.pattern): route.callback for route in routes}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] != "websocket":
-            return await self.application(scope, receive, send)
+        from channels.security.websocket import WebsocketDenier
+
+        from exai_site.auth import NO_AUTHENTICATION, authenticate_token_or_say_why, token_from_headers
+        from exai_site.origins import origin_allowed, scope_header
+
+        # A page on a foreign origin is refused before its token is even looked at.
+        if not origin_allowed(scope_header(scope, b"origin"), scope_header(scope, b"host")):
+            return await WebsocketDenier()(scope, receive, send)
+        application = self.routes.get(scope["path"].removeprefix(scope.get("root_path", "")).lstrip("/"))
+        if application is None:
+            return await WebsocketDenier()(scope, receive, send)
+        raw = token_from_headers(scope.get("headers", []), scope.get("query_string", b""))
+        auth = await database_sync_to_async(authenticate_token_or_say_why)(raw) if raw else NO_AUTHENTICATION
+        scope["auth"] = auth  # the consumers' starting point (a hello may replace it)
         guard = socket_guard()
         address = (scope.get("client") or [None])[0]
         if (refusal := guard.admit(address)) is not None:
@@ -216,13 +237,13 @@ class SocketGuardMiddleware:
             return await refuse(receive, send, CLOSE_TOO_MANY, refusal)
         slot = SocketSlot(guard, address, scope, receive, send)
         try:
-            user = scope.get("user")
-            if user is not None and user.is_authenticated and (refusal := slot.authenticate(user.pk)) is not None:
+            if auth.user is not None and (refusal := slot.authenticate(auth.user.pk)) is not None:
                 return await refuse(receive, send, CLOSE_TOO_MANY, refusal)
             # A timer, not a task per socket: idle sockets stay small.
             watchdog = asyncio.get_running_loop().call_later(settings.EXAI_HELLO_TIMEOUT_S, slot.hello_overdue)
+            scope[SCOPE_KEY] = slot
             try:
-                return await self.application({**scope, SCOPE_KEY: slot}, slot.receive, slot.send)
+                return await application(scope, slot.receive, slot.send)
             finally:
                 watchdog.cancel()
         finally:

@@ -18,6 +18,7 @@ from errors_app.capture import take_pending
 from metrics_app.recorder import buffer as sample_buffer
 from tests.provider_stub import ProviderStub
 from tools_app.ratelimit import reset_local as reset_local_rates
+from tools_app.turns import flush_turns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +87,14 @@ def provider_env(stub: ProviderStub) -> dict[str, str]:
 def file_root(tmp_path_factory: Any) -> Path:
     """Where this test session's uploaded blobs live, for the test process and server processes alike."""
     return Path(tmp_path_factory.mktemp("files"))
+
+
+@pytest.fixture(autouse=True)
+async def turns_stored() -> Any:
+    """Turns are written just after a call answers (tools_app/turns.py): each test's are
+    stored before its database is emptied for the next."""
+    yield
+    await flush_turns()
 
 
 @pytest.fixture(autouse=True)

@@ -309,10 +309,12 @@ async def test_each_user_only_ever_sees_their_own_results(user: Any, other_user:
         await comm.disconnect()
 
 
-async def test_a_communicator_path_other_than_ws_or_mcp_is_not_routed(token: str) -> None:
+async def test_a_socket_path_other_than_the_known_ones_is_refused_at_the_handshake(token: str) -> None:
+    # Refused (HTTP 403 under a server), not an exception inside the application.
     comm = communicator("/nowhere", token=token)
-    with pytest.raises(ValueError, match="No route found"):
-        await comm.connect()
+    connected, _ = await comm.connect()
+    assert connected is False
+    assert await comm.receive_nothing()
 
 
 async def test_a_call_that_cannot_get_a_slot_in_time_is_overloaded(token: str, settings: Any, stub: Any) -> None:

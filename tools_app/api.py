@@ -13,7 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exai_site.schema import errors
-from tools_app.services import shutting_down_outcome, tool_call, tool_descriptors
+from tools_app.services import CallOutcome, shutting_down_outcome, tool_call, tool_descriptors
+from tools_app.turns import flush_turns
 
 # How each error code of a tool call maps to an HTTP status.
 HTTP_STATUS = {
@@ -30,6 +31,15 @@ HTTP_STATUS = {
     "shutting_down": 503,
     "timeout": 504,
 }
+
+
+async def _call_and_keep(**arguments: Any) -> CallOutcome:
+    """A REST call answers once its turn is stored, not just after (tools_app/turns.py): the
+    loop it runs on may end with the request (under WSGI, or Django's test client)."""
+    try:
+        return await tool_call(**arguments)
+    finally:
+        await flush_turns()
 
 
 class ToolDescriptorSerializer(serializers.Serializer):
@@ -76,7 +86,7 @@ class ToolCallView(APIView):
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
         try:
-            outcome = async_to_sync(tool_call)(
+            outcome = async_to_sync(_call_and_keep)(
                 user=request.user,
                 name=name,
                 arguments=data["arguments"],

@@ -36,7 +36,7 @@ from tools_app.providers.replies import ReplyCollector
 from tools_app.throttle import SlotWaits, get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
 from tools_app.throttle.redis import RedisThrottle
-from tools_app.turns import keep_turn
+from tools_app.turns import MARKER_TTL_MS, keep_turn, turn_marker
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class CallContext:
     tokens_in: int = 0
     tokens_out: int = 0
     reasoning_tokens: int = 0
+    # The thread this call will keep a turn of, when the tool knows it before asking the model:
+    # the provider request's way out then marks it as being written in the same Redis round
+    # trip (tools_app/turns.py).
+    keeps_turn_of: uuid.UUID | None = None
+    thread_marked: bool = False
+    turn_kept: bool = False
 
     def set_deadline(self, seconds: float) -> None:
         self.deadline_s, self.deadline_at = seconds, time.perf_counter() + seconds
@@ -135,8 +141,9 @@ class CallContext:
         self.provider, self.model = provider.name, model or self.model
         call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": self.model})
         probe_ttl_ms = int((provider.timeout_s + 5) * 1000)
+        mark = turn_marker(self.keeps_turn_of) if self.keeps_turn_of and settings.REDIS_URL else None
         for attempt in itertools.count():
-            passage = Passage(provider.name, provider.label, probe_ttl_ms)
+            passage = Passage(provider.name, provider.label, probe_ttl_ms, mark=mark, mark_ttl_ms=MARKER_TTL_MS)
             try:
                 async with self.provider_work(provider.name, passage):
                     try:
@@ -162,6 +169,7 @@ class CallContext:
                 continue
             if fault is not None:
                 capture_exception(fault, context={"status": fault.status, "operation": operation})
+            self.thread_marked = self.thread_marked or passage.marked
             return result
         raise AssertionError("itertools.count() never ends")  # for the type checker
 
@@ -247,9 +255,12 @@ class CallContext:
         The turn is written just after the answer goes out (tools_app/turns.py); the thread's
         next turn waits for that.
         """
+        self.turn_kept = True
         return await keep_turn(
             user=self.user,
             conversation=conversation,
+            thread_id=self.keeps_turn_of,
+            marked=self.thread_marked,
             tool=tool,
             prompt=prompt,
             reply=reply.text,

@@ -78,6 +78,11 @@ class Passage:
     probe: bool = False
     finished: bool = False
     error: ProviderError | None = None
+    # A Redis key to set (for `mark_ttl_ms`) on the way out when the request succeeded: the
+    # throttle's script sets it in the same round trip (tools_app/turns.py's thread marker).
+    mark: str | None = None
+    mark_ttl_ms: int = 0
+    marked: bool = False
 
     def finish(self, error: ProviderError | None) -> None:
         self.finished, self.error = True, error

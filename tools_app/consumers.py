@@ -12,10 +12,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from exai_site.auth import Authentication, authenticate_token, reauthenticate
+from exai_site.auth import NO_AUTHENTICATION, Authentication, authenticate_token, reauthenticate
 from exai_site.sockets import CLOSE_TOO_MANY, socket_slot
 from exai_site.text import clean_decoded
 from metrics_app import live
@@ -74,15 +75,33 @@ async def accept_into_lifecycle(consumer: AsyncWebsocketConsumer, subprotocol: s
     lifecycle.sockets.add(consumer)
 
 
-class ExaiConsumer(AsyncWebsocketConsumer):
-    """The EXAI protocol: hello, list_tools, call_tool, cancel, ping, health."""
+class LayerlessConsumer(AsyncWebsocketConsumer):
+    """A socket that hears only its client: no channel layer, and one loop on `receive`.
 
-    # No channel-layer subscription: these sockets use no groups, and with Redis each
-    # subscription is a blocking pop per socket, which a thousand sockets turn into a storm.
+    No channel-layer subscription: these sockets use no groups, and with Redis each
+    subscription is a blocking pop per socket, which a thousand sockets turn into a storm.
+    Channels' own loop also runs each `receive` in a task of its own; idle sockets are many,
+    so this one awaits it directly (benchmarks/connections.py).
+    """
+
     channel_layer_alias = None
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
+
+class ExaiConsumer(LayerlessConsumer):
+    """The EXAI protocol: hello, list_tools, call_tool, cancel, ping, health."""
+
     async def connect(self) -> None:
-        self.auth: Authentication = self.scope.get("auth") or Authentication(None)
+        self.auth: Authentication = self.scope.get("auth") or NO_AUTHENTICATION
         self.session_id = uuid.uuid4().hex
         self.calls: dict[str, asyncio.Task[None]] = {}  # this socket's wait for each of its calls
         self.replies: set[asyncio.Future[None]] = set()
@@ -350,13 +369,11 @@ class ExaiConsumer(AsyncWebsocketConsumer):
     }
 
 
-class McpConsumer(AsyncWebsocketConsumer):
+class McpConsumer(LayerlessConsumer):
     """MCP over a WebSocket (subprotocol `mcp`): each frame one JSON-RPC message."""
 
-    channel_layer_alias = None  # as ExaiConsumer: no groups, no subscription
-
     async def connect(self) -> None:
-        auth: Authentication = self.scope.get("auth") or Authentication(None)
+        auth: Authentication = self.scope.get("auth") or NO_AUTHENTICATION
         self.auth = auth
         backend = LocalToolBackend(auth.user) if auth.user is not None else None
         reason = auth.error or "unauthorized: connect with an `Authorization: Bearer` header or `?token=`"

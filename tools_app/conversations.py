@@ -110,6 +110,52 @@ def conversation_record_turn(
     return conversation
 
 
+def conversations_record_turns(turns: list[dict[str, Any]]) -> None:
+    """Append many answered turns at once (each as `conversation_record_turn`'s arguments, with
+    its `thread_id`): one INSERT for the new threads, one for all the messages, one UPDATE per
+    continued thread. All or nothing; the caller falls back to one turn at a time."""
+    created = [turn for turn in turns if turn["conversation"] is None]
+    continued = [turn for turn in turns if turn["conversation"] is not None]
+    with transaction.atomic():
+        threads = Conversation.objects.bulk_create(
+            [
+                Conversation(
+                    id=turn["thread_id"],
+                    owner=turn["user"],
+                    tool=turn["tool"],
+                    turn_count=1,
+                    expires_at=Conversation.fresh_expiry(),
+                )
+                for turn in created
+            ]
+        )
+        for turn, thread in zip(created, threads, strict=True):
+            turn["conversation"] = thread
+        for turn in continued:
+            Conversation.objects.filter(pk=turn["conversation"].pk).update(
+                turn_count=F("turn_count") + 1, expires_at=Conversation.fresh_expiry(), updated=timezone.now()
+            )
+        messages = []
+        for turn in turns:
+            common = {
+                "conversation": turn["conversation"],
+                "tool": turn["tool"],
+                "provider": turn["provider"],
+                "model": turn["model"],
+            }
+            messages += [
+                Message(role=Message.Role.USER, content=turn["prompt"], tokens=turn["tokens_in"], **common),
+                Message(
+                    role=Message.Role.ASSISTANT,
+                    content=turn["reply"],
+                    tokens=turn["tokens_out"],
+                    metadata=turn["metadata"],
+                    **common,
+                ),
+            ]
+        Message.objects.bulk_create(messages)
+
+
 def conversation_record_step(
     *, user: AbstractBaseUser, conversation: Conversation | None, tool: str, step: dict[str, Any], content: str
 ) -> tuple[Conversation, list[dict[str, Any]]]:

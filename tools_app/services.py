@@ -26,7 +26,7 @@ from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 from tools_app.tools.context import FILE_ADVICE
-from tools_app.turns import thread_ready
+from tools_app.turns import thread_ready, unmark_later
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,8 @@ async def tool_call(
             failed=f"tool {name} (request {request_id})",
         )
     finally:
+        if ctx.thread_marked and not ctx.turn_kept:  # answered by the model, then failed: no turn to wait for
+            unmark_later(ctx.keeps_turn_of)
         call_context.reset(context_token)
         if task is not None:
             lifecycle.untrack(task)

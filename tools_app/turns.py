@@ -23,6 +23,7 @@ the background for about two minutes (tools_app/outages.py), as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import functools
@@ -35,7 +36,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from tools_app.conversations import conversation_record_turn
+from tools_app.conversations import conversation_record_turn, conversations_record_turns
 from tools_app.models import Conversation
 from tools_app.outages import (
     THREAD_WAIT_S,
@@ -63,15 +64,37 @@ class PendingTurn:
     marked: bool = False
 
 
-def _marker(thread_id: Any) -> str:
+def turn_marker(thread_id: Any) -> str:
+    """The Redis key that says a turn of the thread is still being written."""
     return redis_key("thread", thread_id, "writing")
 
 
+_unmarking: set[asyncio.Task[None]] = set()
+
+
+def unmark_later(thread_id: Any) -> None:
+    """Clear a marker set for a turn the call did not keep after all (it failed after its answer)."""
+
+    async def unmark() -> None:
+        with contextlib.suppress(Exception):  # it lapses by itself
+            await get_redis().delete(turn_marker(thread_id))
+
+    task = asyncio.get_running_loop().create_task(unmark(), context=contextvars.Context())
+    _unmarking.add(task)
+    task.add_done_callback(_unmarking.discard)
+
+
 def _write_batch(turns: list[PendingTurn]) -> list[BaseException | None]:
-    """Write the turns in one transaction, each in a savepoint; what failed, turn by turn.
+    """Write the turns, all at once or else one by one; what failed, turn by turn.
 
     An unreachable database fails the whole batch (raised, for the caller to retry);
     any other failure is that turn's alone."""
+    try:
+        conversations_record_turns([{"thread_id": turn.thread_id, **turn.fields} for turn in turns])
+        return [None] * len(turns)
+    except Exception as exc:
+        if unreachable_service(exc) is not None:
+            raise
     failures: list[BaseException | None] = []
     with transaction.atomic():
         for turn in turns:
@@ -150,7 +173,7 @@ class TurnWriter:
         if not turns:
             return
         try:
-            await get_redis().delete(*(_marker(turn.thread_id) for turn in turns))
+            await get_redis().delete(*(turn_marker(turn.thread_id) for turn in turns))
         except Exception:
             # They lapse by themselves; meanwhile the threads' next turns wait for them.
             logger.warning("could not clear %d thread markers in Redis", len(turns), exc_info=True)
@@ -176,11 +199,15 @@ async def flush_turns() -> None:
         await writer.flush()
 
 
-async def keep_turn(*, conversation: Conversation | None, **fields: Any) -> Conversation:
-    """Queue one answered turn of `conversation` (a new thread when None) and return the thread
-    as it will be once written; its next turn waits for the write."""
+async def keep_turn(
+    *, conversation: Conversation | None, thread_id: uuid.UUID | None = None, marked: bool = False, **fields: Any
+) -> Conversation:
+    """Queue one answered turn of `conversation` (a new thread when None, as `thread_id` if
+    given) and return the thread as it will be once written; its next turn waits for the write.
+
+    `marked`: the thread's Redis marker is already set (by the provider request's way out)."""
     if conversation is None:
-        thread_id = uuid.uuid4()
+        thread_id = thread_id or uuid.uuid4()
         thread = Conversation(id=thread_id, tool=fields["tool"], turn_count=1, expires_at=Conversation.fresh_expiry())
     else:
         thread_id = conversation.id
@@ -190,7 +217,8 @@ async def keep_turn(*, conversation: Conversation | None, **fields: Any) -> Conv
     turn = PendingTurn(thread_id, {"conversation": copy.copy(conversation), **fields})
     if settings.REDIS_URL:
         try:
-            await get_redis().set(_marker(thread_id), 1, px=MARKER_TTL_MS)
+            if not marked:
+                await get_redis().set(turn_marker(thread_id), 1, px=MARKER_TTL_MS)
             turn.marked = True
         except Exception:
             # Another process could read this thread a turn short until the write lands.
@@ -216,7 +244,7 @@ async def thread_ready(thread_id: Any) -> None:
     loop = asyncio.get_running_loop()
     ends = loop.time() + THREAD_WAIT_S
     for attempt in range(10**9):
-        if not await get_redis().exists(_marker(thread_id)):
+        if not await get_redis().exists(turn_marker(thread_id)):
             return
         if loop.time() >= ends:
             raise Unreachable("the database")

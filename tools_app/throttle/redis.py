@@ -146,16 +146,19 @@ if passage[1] == 0 then return {{0, 0, passage[3], 0}} end
 return {{1, passage[2], 0, acquire_all({{unpack(KEYS, 2)}}, {{unpack(ARGV, 2)}})}}
 """
 )
-# Out: KEYS RELEASE's, then the breaker's three (none: nothing to count)
-#      ARGV the number of RELEASE's keys and args, RELEASE's args, then RECORD's.
+# Out: KEYS RELEASE's, then the breaker's three (none: nothing to count), then a key to mark
+#      ARGV the number of RELEASE's keys and args, of the breaker's keys, the mark's ttl ms
+#      (0: none), RELEASE's args, then RECORD's.
 GATE_OUT = (
     LUA_NOW_MS
     + f"""
 local function release(KEYS, ARGV) {RELEASE} end
 local function record(KEYS, ARGV) {RECORD_BODY} end
-local nkeys, nargs = tonumber(ARGV[1]), tonumber(ARGV[2])
-release({{unpack(KEYS, 1, nkeys)}}, {{unpack(ARGV, 3, nargs + 2)}})
-if #KEYS > nkeys then record({{unpack(KEYS, nkeys + 1)}}, {{unpack(ARGV, nargs + 3)}}) end
+local nkeys, nargs, nrecord = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local mark_ttl = tonumber(ARGV[4])
+release({{unpack(KEYS, 1, nkeys)}}, {{unpack(ARGV, 5, nargs + 4)}})
+if nrecord > 0 then record({{unpack(KEYS, nkeys + 1, nkeys + nrecord)}}, {{unpack(ARGV, nargs + 5)}}) end
+if mark_ttl > 0 then redis.call('SET', KEYS[#KEYS], 1, 'PX', mark_ttl) end
 return 1
 """
 )
@@ -434,11 +437,16 @@ class RedisThrottle(Throttle):
             if passage is None or breaker is None:
                 return self._release(keys=release_keys, args=release_args)
             counted = passage.finished
+            record_keys = breaker.record_keys(passage) if counted else []
+            mark = passage.mark if counted and passage.error is None else None
+            passage.marked = mark is not None
             return self._gate_out(
-                keys=[*release_keys, *(breaker.record_keys(passage) if counted else [])],
+                keys=[*release_keys, *record_keys, *([mark] if mark else [])],
                 args=[
                     len(release_keys),
                     len(release_args),
+                    len(record_keys),
+                    passage.mark_ttl_ms if mark else 0,
                     *release_args,
                     *(breaker.record_args(passage) if counted else []),
                 ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -87,6 +88,7 @@ class ChatTool(Tool):
         conversation, history = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=continuation_id
         )
+        ctx.keeps_turn_of = conversation.id if conversation is not None else uuid.uuid4()
         content: Any = prompt
         if arguments.get("images"):
             content = [{"type": "text", "text": prompt}, *await image_parts(ctx, resolved, arguments["images"])]
