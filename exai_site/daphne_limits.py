@@ -127,8 +127,8 @@ def _let_go_of_the_handshake(protocol: Any) -> None:
     benchmarks/connections.py). The WebSocket protocol registers no producer of its own."""
     from twisted.web.http import HTTPChannel
 
-    transport = getattr(protocol, "transport", None)
-    if isinstance(getattr(transport, "producer", None), HTTPChannel):
+    transport: Any = getattr(protocol, "transport", None)
+    if transport is not None and isinstance(getattr(transport, "producer", None), HTTPChannel):
         with contextlib.suppress(Exception):
             transport.unregisterProducer()
 
