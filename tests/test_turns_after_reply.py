@@ -129,3 +129,21 @@ async def test_sigterm_stores_the_turns_still_queued_before_the_process_stops(us
     thread = metadata(answer)["continuation_id"]
     assert await database_sync_to_async(stored_turns)(thread) == [("user", "keep me"), ("assistant", answer["text"])]
     assert await Conversation.objects.filter(pk=thread, turn_count=1).aexists()
+
+
+async def test_a_turn_that_cannot_be_stored_costs_the_rest_of_its_batch_nothing(user: Any) -> None:
+    from tools_app.turns import flush_turns, keep_turn
+
+    gone = await Conversation.objects.acreate(owner=user, tool="chat", expires_at=Conversation.fresh_expiry())
+    await Conversation.objects.filter(pk=gone.pk).adelete()  # by its user, while its turn was answered
+    fields = {"user": user, "tool": "chat", "provider": "kimi", "model": "kimi-k2.6", "tokens_in": 1, "tokens_out": 1}
+    # Queued together, so the writer takes them in one batch.
+    lost = await keep_turn(conversation=gone, prompt="to a deleted thread", reply="lost", metadata={}, **fields)
+    kept = await keep_turn(conversation=None, prompt="to a new thread", reply="kept", metadata={}, **fields)
+    await flush_turns()
+    assert await database_sync_to_async(stored_turns)(str(kept.id)) == [
+        ("user", "to a new thread"),
+        ("assistant", "kept"),
+    ]
+    assert not await Conversation.objects.filter(pk=lost.id).aexists()
+    assert not await Message.objects.filter(content="lost").aexists()

@@ -3,8 +3,9 @@
 A tool that answered a thread hands its turn (the question and the model's answer) to
 this process's `TurnWriter` and returns at once; the caller has the answer while the turn
 is still being written. The writer takes every turn queued meanwhile and writes them in
-one trip to the database (one transaction, one savepoint per turn, so one bad turn never
-costs the others).
+one trip to the database: one transaction with one INSERT for the new threads and one for
+all the messages (one at a time instead when that fails, so one bad turn never costs the
+others).
 
 Memory stays exact: a thread's next turn waits until its previous turn is stored.
 - In this process, through the pending write (tools_app/outages.py `thread_written`).
@@ -34,7 +35,6 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
 
 from tools_app.conversations import conversation_record_turn, conversations_record_turns
 from tools_app.models import Conversation
@@ -84,30 +84,29 @@ def unmark_later(thread_id: Any) -> None:
     task.add_done_callback(_unmarking.discard)
 
 
-def _write_batch(turns: list[PendingTurn]) -> list[BaseException | None]:
-    """Write the turns, all at once or else one by one; what failed, turn by turn.
+_RETRY = "retry"  # a turn the database went away before storing
 
-    An unreachable database fails the whole batch (raised, for the caller to retry);
-    any other failure is that turn's alone."""
+
+def _write_batch(turns: list[PendingTurn]) -> list[BaseException | str | None]:
+    """Write the turns, all at once or else one by one; for each, None (stored), its
+    failure, or `_RETRY` when the database went away before it was stored."""
     try:
         conversations_record_turns([{"thread_id": turn.thread_id, **turn.fields} for turn in turns])
         return [None] * len(turns)
     except Exception as exc:
         if unreachable_service(exc) is not None:
-            raise
-    failures: list[BaseException | None] = []
-    with transaction.atomic():
-        for turn in turns:
-            try:
-                with transaction.atomic():
-                    conversation_record_turn(thread_id=turn.thread_id, **turn.fields)
-            except Exception as exc:
-                if unreachable_service(exc) is not None:
-                    raise
-                failures.append(exc)
-            else:
-                failures.append(None)
-    return failures
+            return [_RETRY] * len(turns)
+    outcomes: list[BaseException | str | None] = []
+    for turn in turns:  # each its own transaction: a deferred constraint fails at its own commit
+        try:
+            conversation_record_turn(thread_id=turn.thread_id, **turn.fields)
+        except Exception as exc:
+            if unreachable_service(exc) is not None:
+                return outcomes + [_RETRY] * (len(turns) - len(outcomes))
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 class TurnWriter:
@@ -132,20 +131,20 @@ class TurnWriter:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                failures = await database_sync_to_async(_write_batch)(batch)
-            except Exception as exc:
-                if unreachable_service(exc) is None:
-                    failures = [exc] * len(batch)
-                else:
-                    self._retry_later(batch)
-                    continue
-            await self._unmark([turn for turn in batch if turn.marked])
-            for turn, failure in zip(batch, failures, strict=True):
-                if failure is not None:
-                    logger.error("could not keep a turn of thread %s", turn.thread_id, exc_info=failure)
+                outcomes = await database_sync_to_async(_write_batch)(batch)
+            except Exception as exc:  # reaching the database at all
+                outcomes = [_RETRY if unreachable_service(exc) is not None else exc] * len(batch)
+            self._retry_later([turn for turn, outcome in zip(batch, outcomes, strict=True) if outcome == _RETRY])
+            done = [(turn, outcome) for turn, outcome in zip(batch, outcomes, strict=True) if outcome != _RETRY]
+            await self._unmark([turn for turn, _ in done if turn.marked])
+            for turn, outcome in done:
+                if isinstance(outcome, BaseException):
+                    logger.error("could not keep a turn of thread %s", turn.thread_id, exc_info=outcome)
                 turn.written.set_result(None)
 
     def _retry_later(self, batch: list[PendingTurn]) -> None:
+        if not batch:
+            return
         logger.warning("the database is unreachable; %d turns are kept when it returns", len(batch))
         for turn in batch:
 
