@@ -400,3 +400,5 @@ EXAI_CONVERSATION_TTL_HOURS = env_float("EXAI_CONVERSATION_TTL_HOURS", 3.0, mini
 EXAI_MAX_THREAD_STEPS = env_int("EXAI_MAX_THREAD_STEPS", 100, minimum=1)
 # Each server process deletes expired threads this often (0: never; run `cleanup_conversations` instead).
 EXAI_THREAD_PURGE_INTERVAL_S = env_float("EXAI_THREAD_PURGE_INTERVAL_S", 600.0, minimum=0.0)
+# How long an answered turn waits for others to share its write (tools_app/turns.py); 0: at once.
+EXAI_TURN_FLUSH_MS = env_float("EXAI_TURN_FLUSH_MS", 20.0, minimum=0.0)

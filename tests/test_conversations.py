@@ -9,16 +9,20 @@ from django.utils import timezone
 from tests.conftest import access_token
 from tests.helpers import call, connected
 from tools_app.models import Conversation
+from tools_app.turns import flush_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def chat(token: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One chat over /ws, its turn stored before the test reads the database
+    (turns are written just after the answer: tools_app/turns.py)."""
     comm = await connected(token)
     try:
         return (await call(comm, "chat", arguments))[-1]
     finally:
         await comm.disconnect()
+        await flush_turns()
 
 
 async def test_a_continuation_sends_the_earlier_turns_to_the_provider(token: str, stub: Any) -> None:

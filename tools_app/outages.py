@@ -83,6 +83,11 @@ def hold_thread(thread_id: str, write: asyncio.Future[None] | None) -> None:
         write.add_done_callback(lambda _: _threads.pop(thread_id, None) if _threads.get(thread_id) is write else None)
 
 
+def thread_waits(thread_id: Any) -> bool:
+    """Whether the thread's last answered turn is still to be written here."""
+    return str(thread_id) in _threads
+
+
 async def thread_written(thread_id: Any) -> None:
     """Wait until the thread's last answered turn is written; Unreachable if that takes too long."""
     write = _threads.get(str(thread_id)) if thread_id else None

@@ -14,9 +14,14 @@ Memory stays exact: a thread's next turn waits until its previous turn is stored
   call that continues the thread waits while it exists (at most `THREAD_WAIT_S`, then a
   retryable `overloaded`). A marker whose process died lapses after `MARKER_TTL_MS`.
 
+A turn waits up to EXAI_TURN_FLUSH_MS (default 20) for others to share its trip to the
+database — unless the thread's next turn is already waiting for it here — so a busy
+process stores many turns per transaction.
+
 Durability: SIGTERM flushes the queue before the process stops (a shutdown hook). A
 process killed outright (SIGKILL, a crash, the machine going down) within the few
-milliseconds between an answer and its write loses that one turn: the caller has the
+milliseconds (at most EXAI_TURN_FLUSH_MS and a write) between an answer and its write
+loses that one turn: the caller has the
 answer, the thread does not remember it. With the database away, turns are retried in
 the background for about two minutes (tools_app/outages.py), as before.
 """
@@ -30,10 +35,12 @@ import copy
 import functools
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from tools_app.conversations import conversation_record_turn, conversations_record_turns
@@ -43,12 +50,14 @@ from tools_app.outages import (
     Unreachable,
     finish_later,
     hold_thread,
+    thread_waits,
     thread_written,
     unreachable_service,
 )
 from tools_app.redis_client import get_redis, redis_key
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MARKER_TTL_MS = 120_000  # longer than the background retries of a turn (about two minutes)
 _MARKER_POLL_S = (0.002, 0.005, 0.01, 0.02, 0.05)
@@ -84,6 +93,15 @@ def unmark_later(thread_id: Any) -> None:
     task.add_done_callback(_unmarking.discard)
 
 
+# The writer's own thread (and database connection): the thread Django's sync code shares
+# stays free for the calls that follow, which would otherwise queue behind the write.
+_writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exai-turn-writer")
+
+
+def _in_writer_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    return DatabaseSyncToAsync(function, thread_sensitive=False, executor=_writer_thread)
+
+
 _RETRY = "retry"  # a turn the database went away before storing
 
 
@@ -110,11 +128,15 @@ def _write_batch(turns: list[PendingTurn]) -> list[BaseException | str | None]:
 
 
 class TurnWriter:
-    """This process's queue of answered turns, drained by one task at a time."""
+    """This process's queue of answered turns, drained by one task at a time.
+
+    A turn waits up to `EXAI_TURN_FLUSH_MS` for others to share its trip to the database,
+    unless something is waiting for it (the thread's next turn here, a flush)."""
 
     def __init__(self) -> None:
         self._queue: list[PendingTurn] = []
         self._task: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
 
     def submit(self, turn: PendingTurn) -> None:
         self._queue.append(turn)
@@ -122,16 +144,27 @@ class TurnWriter:
             # A context of its own: nothing of the call that queued the turn comes along.
             self._task = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
 
+    def hurry(self) -> None:
+        """Write what is queued now, without waiting for more."""
+        self._hurry.set()
+
     async def flush(self) -> None:
         """Wait until every queued turn is written (or handed to the background retries)."""
         while self._task is not None and not self._task.done():
+            self.hurry()
             await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
+        linger = settings.EXAI_TURN_FLUSH_MS / 1000
+        if linger > 0 and not self._hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(linger):
+                    await self._hurry.wait()
+        self._hurry.clear()
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                outcomes = await database_sync_to_async(_write_batch)(batch)
+                outcomes = await _in_writer_thread(_write_batch)(batch)
             except Exception as exc:  # reaching the database at all
                 outcomes = [_RETRY if unreachable_service(exc) is not None else exc] * len(batch)
             self._retry_later([turn for turn, outcome in zip(batch, outcomes, strict=True) if outcome == _RETRY])
@@ -149,9 +182,7 @@ class TurnWriter:
         for turn in batch:
 
             async def again(turn: PendingTurn = turn) -> None:
-                await database_sync_to_async(conversation_record_turn)(
-                    thread_id=turn.thread_id, again=True, **turn.fields
-                )
+                await _in_writer_thread(conversation_record_turn)(thread_id=turn.thread_id, again=True, **turn.fields)
                 await self._unmark([turn] if turn.marked else [])
 
             retry = finish_later(f"keep a turn of thread {turn.thread_id}", again)
@@ -233,6 +264,9 @@ async def thread_ready(thread_id: Any) -> None:
     Raises Unreachable when that takes longer than THREAD_WAIT_S."""
     if not isinstance(thread_id, str) or not thread_id:
         return
+    writer = _writers.get(asyncio.get_running_loop())
+    if writer is not None and thread_waits(thread_id):
+        writer.hurry()  # its previous turn is still queued here: write it now
     await thread_written(thread_id)
     if not settings.REDIS_URL:
         return

@@ -85,8 +85,10 @@ class ChatTool(Tool):
         continuation_id: str | None,
     ) -> ToolResult:
         prompt: str = arguments["prompt"]
-        conversation, history = await database_sync_to_async(conversation_open)(
-            user=ctx.user, continuation_id=continuation_id
+        conversation, history = (
+            await database_sync_to_async(conversation_open)(user=ctx.user, continuation_id=continuation_id)
+            if continuation_id
+            else (None, [])  # a new thread: nothing to read
         )
         ctx.keeps_turn_of = conversation.id if conversation is not None else uuid.uuid4()
         content: Any = prompt

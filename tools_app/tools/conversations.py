@@ -14,6 +14,7 @@ from tools_app.conversations import conversation_owned
 from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
+from tools_app.turns import flush_turns
 
 EXCERPT = 160
 
@@ -37,6 +38,8 @@ class ConversationsTool(Tool):
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
         action = arguments["action"]
+        # The turns this process answered a moment ago are listed too (tools_app/turns.py).
+        await flush_turns()
         if action == "list":
             payload = await database_sync_to_async(thread_list)(user=ctx.user, limit=arguments.get("limit", 20))
             return ToolResult(json.dumps(payload, indent=1), {"count": len(payload["threads"])})
