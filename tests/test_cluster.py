@@ -153,7 +153,7 @@ async def test_a_thousand_calls_cancelled_abandoned_or_timed_out_leave_every_slo
         stub.reset()
         async with ExaiClient(f"{server.ws_url}/ws", token) as exai:
             results = await asyncio.gather(
-                *(exai.call_tool("chat", {"prompt": f"again {i} [[stub:delay=0.2]]"}) for i in range(16))
+                *(exai.call_tool("chat", {"prompt": f"again {i} [[stub:delay=1]]"}) for i in range(16))
             )
         assert all("outputs" in result for result in results)
         assert stub.max_in_flight == 16

@@ -50,6 +50,7 @@ async def test_a_stream_cut_mid_answer_returns_its_text_marked_incomplete_and_co
     circuit = (await get_circuit_breaker().snapshot([provider]))[provider]
     assert circuit["failures"] == 1
     # The thread keeps what came, marked too.
+    await flush_turns()
     stored = await Message.objects.filter(role="assistant").order_by("-id").afirst()
     assert stored is not None and stored.content == outcome["text"]
 
