@@ -329,75 +329,57 @@ class RedisThrottle(Throttle):
 
     @asynccontextmanager
     async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
-        """All three slots in one round trip when nobody waits for any of them; else in turn, fairly."""
+        """All the call's slots in one round trip when nobody waits for any of them; else in turn, fairly."""
+        async with self.gated_slots(provider=provider, user_id=user_id) as waits:
+            yield waits
+
+    @asynccontextmanager
+    async def gated_slots(
+        self,
+        *,
+        provider: str,
+        user_id: Any,
+        passage: Passage | None = None,
+        breaker: RedisCircuitBreaker | None = None,
+    ) -> AsyncIterator[SlotWaits]:
+        """`slots`, behind the circuit breaker when given a `passage`: one round trip each way
+        when nobody waits (never overtaking a waiter).
+
+        The way in admits the request (raising the breaker's refusal, with no slot taken) and
+        takes every slot; the way out gives them back and counts the finished request's
+        outcome. When someone waits for a slot, the request queues fairly, pool by pool, and
+        its outcome is counted on its own."""
         pools = call_pools(provider=provider, user_id=user_id)
         keys = [_Keys(pool) for pool in pools]
         base = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
         leases = [f"{base}-{index}" for index in range(len(pools))]
+        slot_keys = [*[key for k in keys for key in (k.holders, k.queue, k.alive)], _tombstone(base)]
+        slot_args = [
+            _lease_ttl_ms(),
+            _key_ttl_s(),
+            *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
+        ]
         try:
-            granted = await self._acquire_all(
-                keys=[*[key for k in keys for key in (k.holders, k.queue, k.alive)], _tombstone(base)],
-                args=[
-                    _lease_ttl_ms(),
-                    _key_ttl_s(),
-                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
-                ],
-            )
+            if passage is not None and breaker is not None:
+                *admission, granted = await self._gate_in(
+                    keys=[*breaker.admit_keys(passage), *slot_keys], args=[*breaker.admit_args(passage), *slot_args]
+                )
+            else:
+                granted = await self._acquire_all(keys=slot_keys, args=slot_args)
             honour_cancellation()
         except BaseException:
             # The script may still be on its way: give back, and leave a tombstone it will honour.
             await self._give_back(pools, keys, leases, tombstone=base)
             raise
-        if not granted:
-            async with super().slots(provider=provider, user_id=user_id) as waits:
-                yield waits
-            return
-        for lease, key in zip(leases, keys, strict=True):
-            _keeper.add(lease, key.holders)
-        try:
-            yield SlotWaits()
-        finally:
-            await self._give_back(pools, keys, leases)
-
-    @asynccontextmanager
-    async def gated_slots(
-        self, *, provider: str, user_id: Any, passage: Passage, breaker: RedisCircuitBreaker
-    ) -> AsyncIterator[SlotWaits]:
-        """`slots` behind the circuit breaker, in one round trip each way when nobody waits.
-
-        The way in admits the request (raising the breaker's refusal, with no slot taken) and
-        takes every slot; the way out gives them back and counts the finished request's
-        outcome. When someone waits for a slot, the request queues fairly (`slots`) and its
-        outcome is counted on its own."""
-        pools = call_pools(provider=provider, user_id=user_id)
-        keys = [_Keys(pool) for pool in pools]
-        base = f"{self._prefix}-{uuid.uuid4().hex[:12]}"
-        leases = [f"{base}-{index}" for index in range(len(pools))]
-        try:
-            *admission, granted = await self._gate_in(
-                keys=[
-                    *breaker.admit_keys(passage),
-                    *[key for k in keys for key in (k.holders, k.queue, k.alive)],
-                    _tombstone(base),
-                ],
-                args=[
-                    *breaker.admit_args(passage),
-                    _lease_ttl_ms(),
-                    _key_ttl_s(),
-                    *[v for lease, pool in zip(leases, pools, strict=True) for v in (lease, pool.limit)],
-                ],
-            )
-            honour_cancellation()
-        except BaseException:
-            await self._give_back(pools, keys, leases, tombstone=base)
-            raise
-        breaker.admitted(passage, admission)  # a refusal raises here, holding nothing
+        if passage is not None and breaker is not None:
+            breaker.admitted(passage, admission)  # a refusal raises here, holding nothing
         if not granted:
             try:
                 async with super().slots(provider=provider, user_id=user_id) as waits:
                     yield waits
             finally:
-                await breaker.leave(passage)
+                if passage is not None and breaker is not None:
+                    await breaker.leave(passage)
             return
         for lease, key in zip(leases, keys, strict=True):
             _keeper.add(lease, key.holders)
