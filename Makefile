@@ -24,10 +24,9 @@ $(MCP_STAMP):
 	$(MCP_VENV)/bin/pip install --quiet 'mcp>=2.3,<3'
 	touch $(MCP_STAMP)
 
+# make run PORT=8080 HOST=0.0.0.0 to choose where it listens; `.env` is read if present.
 run: $(STAMP)
-	$(BIN)/python manage.py migrate --verbosity 0
-	$(BIN)/python manage.py setup_local --port $(PORT)
-	$(BIN)/daphne -b $(HOST) -p $(PORT) exai_site.asgi:application
+	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # The dashboard's browser test drives Debian's chromium; without it (and without root to
 # install it) that one test is skipped, saying so.

@@ -1,11 +1,15 @@
 import json
+from collections.abc import Callable
 from typing import Any
 
+import nh3
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
 
 from errors_app import services
 from errors_app.models import ErrorInvestigation
@@ -37,6 +41,22 @@ class TriageFilter(admin.SimpleListFilter):
 def _pre(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
     return format_html('<pre style="white-space: pre-wrap; max-width: 100em">{}</pre>', text or "—")
+
+
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+_ALLOWED_TAGS = {"p", "em", "strong", "code", "pre", "ul", "ol", "li", "a", "blockquote", "br", "hr", "h4"}
+_ALLOWED_TAGS |= {"table", "thead", "tbody", "tr", "th", "td"}
+
+
+def markdown_html(text: str) -> SafeString:
+    """The model's Markdown as HTML, sanitised: it is text an AI wrote about user-provoked errors,
+    so no script, style, event handler or foreign markup gets through (raw HTML is not even parsed)."""
+    html = _markdown.render(text or "")
+    return mark_safe(nh3.clean(html, tags=_ALLOWED_TAGS, attributes={"a": {"href", "title"}}, link_rel="noopener"))
+
+
+def _markdown_block(text: str) -> SafeString:
+    return format_html('<div class="exai-markdown" style="max-width: 100em">{}</div>', markdown_html(text))
 
 
 @admin.register(ErrorInvestigation)
@@ -80,20 +100,59 @@ class ErrorInvestigationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # errors are captured, not typed in
 
+    # The error's own page resolves, ignores or reopens it (its notes, if edited, are saved first).
+    TRIAGE_BUTTONS: dict[str, tuple[Callable[[ErrorInvestigation], int], str]] = {
+        "_triage_resolve": (lambda e: services.error_resolve(error_id=e.pk, notes=e.resolution_notes), "Resolved."),
+        "_triage_ignore": (lambda e: services.error_ignore(error_id=e.pk), "Ignored."),
+        "_triage_reopen": (lambda e: services.error_reopen(error_id=e.pk), "Reopened."),
+    }
+
+    def response_change(self, request: HttpRequest, obj: ErrorInvestigation) -> HttpResponse:
+        for button, (triage, said) in self.TRIAGE_BUTTONS.items():
+            if button in request.POST:
+                triage(obj)
+                self.message_user(request, said, messages.SUCCESS)
+                return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
     @admin.display(description="message")
     def short_message(self, error: ErrorInvestigation) -> str:
         return error.error_message[:120]
 
     @admin.display(description="root cause (AI)")
     def root_cause(self, error: ErrorInvestigation) -> str:
-        return _pre(error.investigation_result)
+        result = error.investigation_result or {}
+        if error.status == ErrorInvestigation.Status.FAILED or "error" in result:
+            failure = format_html(
+                '<p class="exai-investigation-failed" style="color: #ba2121">'
+                "<strong>The investigation failed:</strong> {}</p>",
+                result.get("error") or "no answer",
+            )
+            raw = result.get("raw")
+            if not raw:
+                return failure
+            return failure + format_html("<details><summary>the model's reply</summary>{}</details>", _pre(raw))
+        if not result:
+            return format_html("<p>{}</p>", f"not investigated yet ({error.status})")
+        evidence = "\n".join(f"- {item}" for item in result.get("evidence") or [])
+        confidence = result.get("confidence")
+        text = str(result.get("root_cause", ""))
+        if evidence:
+            text += "\n\n**Evidence**\n\n" + evidence
+        if confidence is not None:
+            text += f"\n\n**Confidence:** {confidence}"
+        return _markdown_block(text)
 
     @admin.display(description="fix (AI)")
     def fix(self, error: ErrorInvestigation) -> str:
         recommendation = error.fix_recommendation or {}
-        steps = "\n".join(f"{i}. {step}" for i, step in enumerate(recommendation.get("fix_steps", []), start=1))
-        code = recommendation.get("code_suggestion", "")
-        return _pre(f"{steps}\n\n{code}".strip())
+        if not recommendation:
+            return format_html("<p>{}</p>", "—")
+        steps = "\n".join(f"{i}. {step}" for i, step in enumerate(recommendation.get("fix_steps") or [], start=1))
+        code = recommendation.get("code_suggestion") or ""
+        if code and "```" not in code:
+            code = f"```\n{code}\n```"
+        return _markdown_block(f"{steps}\n\n{code}".strip())
 
     @admin.display(description="stack trace")
     def stack_trace(self, error: ErrorInvestigation) -> str:

@@ -77,6 +77,12 @@ async def _dependencies() -> dict[str, dict[str, Any]]:
     return dict(zip(CHECKS, results, strict=True))
 
 
+async def failing_dependencies() -> list[str]:
+    """The names of the dependencies that fail their check now (none: healthy)."""
+    checks = await _dependencies()
+    return [name for name, result in checks.items() if not result["ok"]]
+
+
 async def health(request: HttpRequest) -> JsonResponse:
     checks = await _dependencies()
     failing = [name for name, result in checks.items() if not result["ok"]]

@@ -3,6 +3,7 @@ from django.urls import path
 from metrics_app import api, health, views
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("health/", health.health, name="health"),
     path("health/live/", health.live, name="health-live"),
     path("health/ready/", health.ready, name="health-ready"),

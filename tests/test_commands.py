@@ -3,6 +3,7 @@
 import asyncio
 import json
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,15 +31,49 @@ def test_issue_token_refuses_an_unknown_user_unless_asked_to_create_it(django_us
     assert not django_user_model.objects.get(username="carol").has_usable_password()
 
 
-def test_setup_local_creates_an_admin_once_and_prints_a_token(django_user_model: Any) -> None:
+def printed_token(output: str) -> str:
+    return next(line for line in output.splitlines() if line.count(".") == 2 and " " not in line)
+
+
+def test_setup_local_creates_an_admin_once_and_prints_a_token(django_user_model: Any, tmp_path: Path) -> None:
     out = StringIO()
-    call_command("setup_local", stdout=out)
+    call_command("setup_local", "--token-file", str(tmp_path / "token"), stdout=out)
     assert "Created admin 'admin'" in out.getvalue()
     assert django_user_model.objects.filter(is_superuser=True).count() == 1
     again = StringIO()
-    call_command("setup_local", stdout=again)
+    call_command("setup_local", "--token-file", str(tmp_path / "token"), "--port", "8090", stdout=again)
     assert "Created admin" not in again.getvalue()
-    assert "claude mcp add --transport http exai http://127.0.0.1:8079/mcp" in again.getvalue()
+    assert "claude mcp add --transport http exai http://127.0.0.1:8090/mcp" in again.getvalue()
+
+
+def test_setup_local_shows_the_token_it_issued_before_until_it_is_revoked(
+    django_user_model: Any, tmp_path: Path
+) -> None:
+    from exai_site.models import IssuedToken
+
+    path = tmp_path / "token"
+    first = StringIO()
+    call_command("setup_local", "--token-file", str(path), stdout=first)
+    token = printed_token(first.getvalue())
+    assert path.read_text().strip() == token and path.stat().st_mode & 0o777 == 0o600
+    again = StringIO()
+    call_command("setup_local", "--token-file", str(path), stdout=again)
+    assert printed_token(again.getvalue()) == token and "the one issued before" in again.getvalue()
+    assert IssuedToken.objects.count() == 1  # no new token minted on a restart
+    call_command("revoke_token", "admin", stdout=StringIO())
+    after = StringIO()
+    call_command("setup_local", "--token-file", str(path), stdout=after)
+    assert printed_token(after.getvalue()) != token and "New access token" in after.getvalue()
+    assert IssuedToken.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+def test_setup_local_replaces_a_kept_token_that_is_about_to_expire(django_user_model: Any, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    call_command("setup_local", "--token-file", str(path), "--days", "0.5", stdout=StringIO())
+    short = path.read_text().strip()
+    out = StringIO()
+    call_command("setup_local", "--token-file", str(path), stdout=out)
+    assert printed_token(out.getvalue()) != short  # under a day left: a new one
 
 
 async def test_the_stdio_bridge_answers_the_handshake_and_reports_an_unreachable_server() -> None:

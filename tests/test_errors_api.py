@@ -92,7 +92,57 @@ def test_the_admin_detail_shows_the_trace_and_the_ai_answer_readably(staff: Any)
     client.force_login(staff)
     page = client.get(f"/admin/errors_app/errorinvestigation/{error_id}/change/").content.decode()
     assert "<pre" in page and "Traceback (most recent call last):" in page
-    assert "1. use a blocking pool" in page and "the pool was exhausted" in page
+    assert "<li>use a blocking pool</li>" in page and "<p>the pool was exhausted</p>" in page
+    assert "<code>BlockingConnectionPool(...)" in page and '"root_cause"' not in page  # not raw JSON
+
+
+def test_the_ai_answer_is_markdown_rendered_and_sanitised(staff: Any) -> None:
+    error_id = record("hostile answer")
+    ErrorInvestigation.objects.filter(pk=error_id).update(
+        status="investigated",
+        investigation_result={
+            "root_cause": "The **pool** ran dry <script>alert(1)</script> [see](javascript:alert(2))",
+            "evidence": ["`redis.get` timed out", "<img src=x onerror=alert(3)>"],
+            "confidence": "medium",
+        },
+        fix_recommendation={"fix_steps": ["raise `max_connections`"], "code_suggestion": "pool = Pool(max=64)"},
+    )
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/admin/errors_app/errorinvestigation/{error_id}/change/").content.decode()
+    assert "<strong>pool</strong>" in page and "<code>redis.get</code>" in page
+    assert "<strong>Confidence:</strong> medium" in page and "<code>max_connections</code>" in page
+    assert "<script>alert(1)" not in page and 'href="javascript' not in page and "<img" not in page
+
+
+def test_a_failed_investigation_shows_as_a_failure_not_as_a_root_cause(staff: Any) -> None:
+    error_id = record("could not investigate")
+    ErrorInvestigation.objects.filter(pk=error_id).update(
+        status="failed", investigation_result={"error": "answer was not JSON", "raw": "I think it is the pool"}
+    )
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/admin/errors_app/errorinvestigation/{error_id}/change/").content.decode()
+    assert "The investigation failed:</strong> answer was not JSON" in page
+    assert "<details><summary>the model's reply</summary>" in page and "I think it is the pool" in page
+
+
+def test_the_errors_own_page_resolves_ignores_and_reopens_it(staff: Any) -> None:
+    error_id = record("triage me")
+    client = Client()
+    client.force_login(staff)
+    url = f"/admin/errors_app/errorinvestigation/{error_id}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="_triage_resolve"' in page and 'name="_triage_ignore"' in page and "_triage_reopen" not in page
+    done = client.post(url, {"resolution_notes": "pool raised to 64", "_triage_resolve": "Resolve"})
+    assert done.status_code == 302 and done["Location"] == url
+    error = ErrorInvestigation.objects.get(pk=error_id)
+    assert (error.triage, error.resolution_notes, error.resolved) == ("resolved", "pool raised to 64", True)
+    assert 'name="_triage_reopen"' in client.get(url).content.decode()
+    client.post(url, {"resolution_notes": "pool raised to 64", "_triage_reopen": "Reopen"})
+    assert ErrorInvestigation.objects.get(pk=error_id).triage == "unresolved"
+    client.post(url, {"resolution_notes": "", "_triage_ignore": "Ignore"})
+    assert ErrorInvestigation.objects.get(pk=error_id).triage == "ignored"
 
 
 def test_the_admin_refuses_non_staff(user: Any) -> None:
