@@ -64,3 +64,17 @@ def add_common_error_responses(result: dict[str, Any], generator: Any, request: 
             if "requestBody" in operation or operation.get("parameters"):
                 responses.setdefault("400", invalid)
     return result
+
+
+def add_summaries(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Every operation gets a summary (the line the docs page lists it by): the first sentence
+    of its description (the view's docstring), else its operation id in words."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("summary"):
+                continue
+            description = (operation.get("description") or "").strip()
+            first = description.split("\n\n", 1)[0].replace("\n", " ").split(". ", 1)[0].rstrip(".")
+            words = operation.get("operationId", "").replace("_", " ")
+            operation["summary"] = first[:120] if first else words.capitalize()
+    return result

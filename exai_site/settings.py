@@ -211,6 +211,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "exai_site.schema.add_common_error_responses",
+        "tools_app.schema.add_tool_operations",
+        "exai_site.schema.add_summaries",
     ],
 }
 

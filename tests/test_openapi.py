@@ -64,6 +64,25 @@ def test_the_served_schema_lists_every_rest_endpoint_and_the_bearer_scheme() -> 
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
+def test_the_docs_name_every_tool_with_its_argument_schema_and_every_operation_has_a_summary() -> None:
+    from tools_app.tools import enabled_tools
+
+    document = schema()
+    for name, tool in enabled_tools().items():
+        operation = document["paths"][f"/api/tools/{name}/call/"]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        reference = body["properties"]["arguments"]["$ref"].removeprefix("#/components/schemas/")
+        arguments = document["components"]["schemas"][reference]
+        assert arguments["properties"] == tool.input_schema["properties"]
+        assert operation["summary"].startswith(f"Call {name}: ")
+    validate(document, "ToolArguments_chat", {"prompt": "hello", "model": "kimi"})
+    with pytest.raises(jsonschema.ValidationError):
+        validate(document, "ToolArguments_chat", {"model": "kimi"})  # no prompt
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method.upper()} {path} has no summary"
+
+
 def test_the_docs_page_loads_its_assets_from_this_server() -> None:
     page = APIClient().get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
