@@ -207,7 +207,10 @@ def _label(group: dict[str, Any], by: tuple[str, ...]) -> str:
 
 def report_table(groups: list[dict[str, Any]], by: tuple[str, ...]) -> list[str]:
     """The groups as a Markdown table (also what the commands print)."""
-    header = "| " + " | ".join(by) + " | calls | errors | e2e p50 | e2e p95 | e2e p99 | waiting | provider | gateway |"
+    header = (
+        "| " + " | ".join(by) + " | calls | errors (%) | e2e p50 (ms) | e2e p95 (ms) | e2e p99 (ms) "
+        "| waiting (% of e2e) | provider (% of e2e) | gateway (% of e2e) |"
+    )
     lines = [header, "|" + " --- |" * (len(by) + 8)]
     for g in groups:
         cells = [str(g[key]) for key in by]
@@ -215,8 +218,8 @@ def report_table(groups: list[dict[str, Any]], by: tuple[str, ...]) -> list[str]
         lines.append(
             "| "
             + " | ".join(cells)
-            + f" | {g['count']} | {g['error_rate']:.1%} | {e2e['p50']:.1f} | {e2e['p95']:.1f} | {e2e['p99']:.1f}"
-            + f" | {g['share_waiting']:.0%} | {g['share_provider']:.0%} | {g['share_gateway']:.0%} |"
+            + f" | {g['count']} | {g['error_rate'] * 100:.1f} | {e2e['p50']:.1f} | {e2e['p95']:.1f} | {e2e['p99']:.1f}"
+            + f" | {g['share_waiting'] * 100:.0f} | {g['share_provider'] * 100:.0f} | {g['share_gateway'] * 100:.0f} |"
         )
     return lines
 

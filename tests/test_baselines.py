@@ -23,7 +23,7 @@ def run(*args: str) -> str:
 
 
 def test_collect_baseline_measures_each_model_and_stores_its_samples(
-    server: ServerProcess, user: Any, tmp_path: Path, stub: Any
+    server: ServerProcess, user: Any, tmp_path: Path, stub: Any, capsys: Any
 ) -> None:
     output = run(
         "collect_baseline",
@@ -52,7 +52,9 @@ def test_collect_baseline_measures_each_model_and_stores_its_samples(
     ]
     assert all(s.status == "ok" and s.end_to_end_ms >= s.total_latency_ms > 0 for s in samples)
     assert len(stub.chat_requests()) == 6
-    assert "9/9 calls" in output and "| glm | chat | 3 | 0.0% |" in output
+    progress = capsys.readouterr().err  # tqdm's bar: calls done, rate, time left
+    assert "9/9" in progress and "call/s" in progress
+    assert "| glm | chat | 3 | 0.0 |" in output and "| e2e p50 (ms) |" in output
     assert (tmp_path / "report.md").exists() and (tmp_path / "latency.svg").read_text().startswith("<svg")
 
 
@@ -62,9 +64,9 @@ def test_analyze_baseline_reports_errors_and_where_the_time_went(
     token = access_token(user)
     run("collect_baseline", "--url", f"{server.ws_url}/ws", "--token", token, "--iterations", "2", "-v", "0")
     output = run("analyze_baseline", "--out", str(tmp_path))
-    assert "| kimi | chat | 2 | 0.0% |" in output
+    assert "| kimi | chat | 2 | 0.0 |" in output  # analyze_baseline with no id: the latest
     report = (tmp_path / "report.md").read_text()
-    assert "e2e p95" in report and "![latency distributions](latency.svg)" in report
+    assert "e2e p95 (ms)" in report and "errors (%)" in report and "![latency distributions](latency.svg)" in report
     svg = (tmp_path / "latency.svg").read_text()
     assert "kimi / chat (n=2)" in svg and svg.count("<polyline") == 1
 
@@ -120,6 +122,16 @@ def test_the_commands_fail_clearly(server: ServerProcess, user: Any) -> None:
         )
     with pytest.raises(CommandError, match="no baselines yet"):
         run("analyze_baseline")
+
+
+def test_the_latency_axis_starts_near_the_fastest_call_when_all_are_slow() -> None:
+    from metrics_app.svg import cdf_chart, latency_axis
+
+    assert latency_axis([5012.0, 5500.0, 6100.0]) == (4000.0, 6100.0)  # not squeezed against the right
+    assert latency_axis([3.0, 40.0, 900.0]) == (0.0, 900.0)  # spread out: from zero
+    assert latency_axis([]) == (0.0, 1.0)
+    svg = cdf_chart({"slow": [5012.0, 5500.0, 6100.0]}, title="t")
+    assert ">4000</text>" in svg and ">6100</text>" in svg and ">0</text>" not in svg
 
 
 def test_planning_follows_the_tools_schemas() -> None:

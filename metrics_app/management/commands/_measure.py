@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,20 @@ class MeasuringCommand(ReportingCommand):
             raise CommandError(str(exc)) from None
 
     def progress_bar(self, verbosity: int) -> Any:
+        """A tqdm bar (calls done, rate, time left), on stderr so the report on stdout stays clean."""
         if verbosity < 1:
             return None
+        from tqdm import tqdm
+
+        bar: Any = None
 
         def show(done: int, total: int) -> None:
-            filled = round(30 * done / total)
-            self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} calls", ending="")
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, unit="call", desc="calls", file=sys.stderr, dynamic_ncols=True)
+            bar.update(done - bar.n)
             if done == total:
-                self.stdout.write("")
-            self.stdout.flush()
+                bar.close()
 
         return show
 
