@@ -258,3 +258,46 @@ async def test_a_retried_request_id_is_answered_from_the_first_result_by_another
     assert retried == first
     assert fresh["outputs"][0]["metadata"]["continuation_id"] != first["outputs"][0]["metadata"]["continuation_id"]
     assert len(stub.chat_requests()) == 2
+
+
+async def test_an_mcp_cancel_sent_to_another_process_stops_the_call(
+    servers: list[ServerProcess], token: str, stub: Any
+) -> None:
+    import httpx
+
+    first, second = servers
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        hello = await http.post(
+            f"{first.http_url}/mcp",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+            headers=auth,
+        )
+        session = {**auth, "Mcp-Session-Id": hello.headers["Mcp-Session-Id"]}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 42,
+            "method": "tools/call",
+            "params": {"name": "chat", "arguments": {"prompt": "[[stub:delay=20]]"}, "_meta": {"progressToken": 1}},
+        }
+        async with http.stream("POST", f"{first.http_url}/mcp", json=call, headers=session) as stream:
+            await wait_for(lambda: stub.in_flight == 1, timeout=10)
+            cancelled = await http.post(
+                f"{second.http_url}/mcp",
+                json={"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 42}},
+                headers=session,
+            )
+            assert cancelled.status_code == 202
+            async with asyncio.timeout(10):  # the call stops: its stream ends, with no result (the spec)
+                body = "".join([chunk async for chunk in stream.aiter_text()])
+        assert '"id": 42' not in body
+        await wait_for(lambda: stub.in_flight == 0, timeout=5)  # the provider request was stopped too

@@ -131,3 +131,43 @@ async def test_an_oversized_body_is_refused_with_413(token: str, settings: Any) 
     settings.EXAI_MAX_FRAME_BYTES = 2048
     response = await post({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x" * 4096}}, token)
     assert response.status_code == 413
+
+
+def progress_messages(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["params"]["message"] for m in messages if m.get("method") == "notifications/progress"]
+
+
+async def test_a_long_answer_streams_to_the_client_as_marked_progress_reasoning_first(token: str) -> None:
+    # A thinking model: its reasoning streams first, then the answer, over about two seconds.
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {
+            "name": "chat",
+            "arguments": {"prompt": "[[stub:words=30]] [[stub:stream_s=2]]", "model": "kimi-k2.6"},
+            "_meta": {"progressToken": "p"},
+        },
+    }
+    messages = await sse_messages(await post(call, token, accept=JSON_AND_SSE))
+    said = progress_messages(messages)
+    reasoning = [m.removeprefix("reasoning: ") for m in said if m.startswith("reasoning: ")]
+    answer = [m.removeprefix("answer: ") for m in said if m.startswith("answer: ")]
+    assert reasoning and len(answer) >= 2  # a growing answer, not one block at the end
+    assert max(i for i, m in enumerate(said) if m.startswith("reasoning: ")) < min(
+        i for i, m in enumerate(said) if m.startswith("answer: ")
+    )
+    final = messages[-1]["result"]["content"][0]["text"]
+    assert "".join(answer) == final  # together the progress messages carry the whole answer, in order
+
+
+async def test_a_silent_provider_still_gives_a_progress_message_every_heartbeat(token: str, settings: Any) -> None:
+    settings.EXAI_HEARTBEAT_S = 0.3
+    call = {
+        "jsonrpc": "2.0",
+        "id": 8,
+        "method": "tools/call",
+        "params": {"name": "chat", "arguments": {"prompt": "[[stub:delay=1.5]]"}, "_meta": {"progressToken": 1}},
+    }
+    said = progress_messages(await sse_messages(await post(call, token, accept=JSON_AND_SSE)))
+    assert sum(message.startswith("working (") for message in said) >= 3

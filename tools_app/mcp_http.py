@@ -11,8 +11,11 @@ cancels the call and frees everything it held.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,12 +38,62 @@ from tools_app.mcp_protocol import (
     parse_frame,
 )
 from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+from tools_app.redis_client import get_redis, redis_key
 from tools_app.services import LocalToolBackend
+
+logger = logging.getLogger(__name__)
 
 SESSION_HEADER = "Mcp-Session-Id"
 SESSION_TTL_S = 24 * 3600
-# Cancellation by `notifications/cancelled` arrives on another POST of the same session.
+# Cancellation by `notifications/cancelled` arrives on another POST of the same session —
+# with REDIS_URL perhaps at another server process, which passes it on through Redis.
 _in_flight: dict[str, dict[Any, asyncio.Task[Any]]] = {}
+_cancel_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cancel_channel() -> str:
+    return redis_key("mcp", "cancel")
+
+
+def _listen_for_cancels() -> None:
+    """This process hears cancels sent to another one (one subscription per process, started with
+    its first call in a session)."""
+    if not settings.REDIS_URL:
+        return
+    loop = asyncio.get_running_loop()
+    listener = _cancel_listeners.get(loop)
+    if listener is None or listener.done():
+        _cancel_listeners[loop] = loop.create_task(_hear_cancels(), context=contextvars.Context())
+
+
+async def _hear_cancels() -> None:
+    try:
+        async with get_redis().pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(_cancel_channel())
+            async for message in pubsub.listen():
+                try:
+                    cancel = json.loads(message["data"])
+                    task = _in_flight.get(cancel["session"], {}).get(cancel["request_id"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if task is not None:
+                    task.cancel()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.warning("stopped hearing MCP cancels from other processes; the next call listens again", exc_info=True)
+
+
+async def _pass_cancel_on(session_id: str, params: Any) -> None:
+    """A cancel for a call this process does not run: tell the others (the session is the caller's)."""
+    if not settings.REDIS_URL or not isinstance(params, dict) or "requestId" not in params:
+        return
+    if params["requestId"] in _in_flight.get(session_id, {}):
+        return
+    payload = json.dumps({"session": session_id, "request_id": params["requestId"]})
+    await get_redis().publish(_cancel_channel(), payload)
 
 
 def _session_key(user_id: Any, session_id: str) -> str:
@@ -110,8 +163,12 @@ async def _serve(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
 
     is_request = isinstance(message, dict) and "id" in message
     if not is_request:
+        if session_id and isinstance(message, dict) and message.get("method") == "notifications/cancelled":
+            await _pass_cancel_on(session_id, message.get("params"))
         reply = await server.handle(message, _discard)
         return JsonResponse(reply, status=400) if reply is not None else HttpResponse(status=202)
+    if session_id and message.get("method") == "tools/call":
+        _listen_for_cancels()
 
     if message.get("method") == "initialize":
         session_id = uuid.uuid4().hex

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import cache
 from typing import Any, NotRequired, TypedDict
 
@@ -264,8 +265,46 @@ async def health_snapshot() -> dict[str, Any]:
     return {"providers": providers, "throttle": await get_throttle().snapshot(), "circuits": circuits}
 
 
-# MCP has no stream for reasoning: it goes out as progress messages, at most one this often.
-REASONING_PROGRESS_INTERVAL_S = 1.0
+# MCP has no stream for the answer or the reasoning: both go out as progress messages, marked,
+# at most one of each this often (and a heartbeat when nothing else was said for a while).
+MCP_PROGRESS_INTERVAL_S = 1.0
+
+
+class McpProgress:
+    """What an MCP client sees of a call while it runs: the tool's own progress messages as
+    they come, then what the model streams — `reasoning: …` and `answer: …`, each the text
+    since the previous message (so together they carry everything streamed, in order) — and
+    `working (Ns)` whenever nothing else was sent for EXAI_HEARTBEAT_S."""
+
+    def __init__(self, send: TextCallback) -> None:
+        self._send = send
+        self._started = self._last = time.monotonic()
+        self.reasoning = DeltaCoalescer(lambda text: self._say(f"reasoning: {text}"), MCP_PROGRESS_INTERVAL_S)
+        self._answer = DeltaCoalescer(lambda text: self._say(f"answer: {text}"), MCP_PROGRESS_INTERVAL_S)
+        self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def _say(self, message: str) -> None:
+        self._last = time.monotonic()
+        await self._send(message)
+
+    async def status(self, message: str) -> None:
+        await self._say(message)
+
+    async def answer(self, delta: str) -> None:
+        await self.reasoning.close()  # what it thought goes out before what it answers
+        await self._answer.push(delta)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self._last + settings.EXAI_HEARTBEAT_S - time.monotonic()))
+            if time.monotonic() - self._last >= settings.EXAI_HEARTBEAT_S:
+                await self._say(f"working ({time.monotonic() - self._started:.0f}s)")
+
+    async def close(self) -> None:
+        """Stop the heartbeat and send what is left, before the call's result."""
+        self._heartbeat.cancel()
+        await self.reasoning.close()
+        await self._answer.close()
 
 
 class LocalToolBackend:
@@ -285,18 +324,18 @@ class LocalToolBackend:
         request_id: str,
         on_progress: TextCallback | None,
     ) -> dict[str, Any]:
-        reasoning = None
-        if on_progress is not None:
-            progress = on_progress
-            reasoning = DeltaCoalescer(lambda text: progress(f"reasoning: {text}"), REASONING_PROGRESS_INTERVAL_S)
-        outcome = await tool_call(
-            user=self.user,
-            name=name,
-            arguments=arguments,
-            request_id=request_id,
-            on_progress=on_progress,
-            on_reasoning=reasoning.push if reasoning is not None else None,
-        )
-        if reasoning is not None:
-            await reasoning.close()  # what is left goes out before the result
+        progress = McpProgress(on_progress) if on_progress is not None else None
+        try:
+            outcome = await tool_call(
+                user=self.user,
+                name=name,
+                arguments=arguments,
+                request_id=request_id,
+                on_progress=progress.status if progress is not None else None,
+                on_stream=progress.answer if progress is not None else None,
+                on_reasoning=progress.reasoning.push if progress is not None else None,
+            )
+        finally:
+            if progress is not None:
+                await progress.close()  # what is left goes out before the result
         return dict(outcome)

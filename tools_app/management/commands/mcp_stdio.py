@@ -19,8 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from tools_app.client import ExaiClient, ExaiClientError
 from tools_app.mcp_protocol import McpServer, parse_frame
-from tools_app.services import REASONING_PROGRESS_INTERVAL_S
-from tools_app.streaming import DeltaCoalescer
+from tools_app.services import McpProgress
 
 logger = logging.getLogger("exai.mcp_stdio")
 _MAX_LINE = 64 * 1024 * 1024
@@ -60,11 +59,18 @@ class RemoteToolBackend:
         try:
             if on_progress is None:
                 return await client.call_tool(name, arguments)
-            # MCP has no stream for reasoning: it goes to the client as progress, a message a second at most.
-            reasoning = DeltaCoalescer(lambda text: on_progress(f"reasoning: {text}"), REASONING_PROGRESS_INTERVAL_S)
-            answer = await client.call_tool(name, arguments, on_progress=on_progress, on_reasoning=reasoning.push)
-            await reasoning.close()
-            return answer
+            # MCP has no stream for the answer or the reasoning: they go to the client as progress.
+            progress = McpProgress(on_progress)
+            try:
+                return await client.call_tool(
+                    name,
+                    arguments,
+                    on_progress=progress.status,
+                    on_stream=progress.answer,
+                    on_reasoning=progress.reasoning.push,
+                )
+            finally:
+                await progress.close()
         except ExaiClientError as exc:
             return {"error": {"code": "internal", "message": str(exc)}}
 
