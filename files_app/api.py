@@ -128,6 +128,47 @@ class FileListView(APIView):
         )
 
 
+class FileByHashView(APIView):
+    """Reference content you already hold by its SHA-256, without sending it again.
+
+    201 with the new reference (named as given) when one of your files has that content;
+    404 when none does — then upload the bytes with `POST /api/files/`. Only your own files
+    count: whether anyone else uploaded the same content is never revealed."""
+
+    class InputSerializer(serializers.Serializer):
+        sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="Lower-case hex SHA-256 of the content.")
+        name = serializers.CharField(max_length=255)
+        content_type = serializers.CharField(max_length=200, required=False, default="")
+        continuation_id = serializers.UUIDField(required=False, help_text="Tie the file to one of your threads.")
+
+    @extend_schema(
+        operation_id="files_by_hash",
+        request=InputSerializer,
+        responses={201: FileOutputSerializer, **errors(400, 401, 404)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        conversation = None
+        if thread := data.get("continuation_id"):
+            conversation = Conversation.objects.filter(pk=thread, owner=request.user).first()
+            if conversation is None:
+                raise ValidationError({"continuation_id": ["no such conversation among yours."]})
+        reference = services.file_reference_by_hash(
+            owner=request.user,
+            sha256=data["sha256"],
+            name=data["name"],
+            content_type=data["content_type"],
+            conversation=conversation,
+        )
+        if reference is None:
+            raise NotFound("none of your files has this content; upload it with POST /api/files/.")
+        return Response(
+            FileOutputSerializer(_own_reference(request, reference.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
 class FileDetailView(APIView):
     @extend_schema(responses={200: FileOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, file_id: str) -> Response:

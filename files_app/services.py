@@ -137,6 +137,22 @@ def _reference_live_blob(
         )
 
 
+def file_reference_by_hash(
+    *, owner: Any, sha256: str, name: str, content_type: str = "", conversation: Any = None
+) -> FileReference | None:
+    """A new reference, named `name`, to content the caller already holds (by its SHA-256);
+    None when the caller holds no such content, so the bytes must be sent. Scoped to the
+    caller: another user's upload of the same content is never revealed (nor reused)."""
+    held = FileReference.objects.owned_by(owner).filter(
+        stored_file__sha256=sha256, stored_file__deleted_at__isnull=True
+    )
+    if not held.exists():
+        return None
+    return _reference_live_blob(
+        owner=owner, sha256=sha256, name=name, content_type=content_type[:200], conversation=conversation
+    )
+
+
 # --- References ----------------------------------------------------------------------------------
 
 

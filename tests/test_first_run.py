@@ -81,6 +81,7 @@ def test_make_runs_command_reads_env_says_where_it_listens_and_serves_the_front_
         for url in (f"{base}/", f"{base}/mcp", f"{base}/dashboard/", f"{base}/admin/", f"{base}/api/docs/"):
             assert url in listening
         output = "".join(lines)
+        assert f"Files: tools read local paths under {Path.home().resolve()}" in output  # loopback only
         assert "Created admin 'admin'" in output and (tmp_path / "token").read_text().strip() in output
         page = httpx.get(f"{base}/", timeout=10)
         assert page.status_code == 200

@@ -125,6 +125,9 @@ class WorkflowTool(Tool):
     async def _step(
         self, ctx: CallContext, arguments: dict[str, Any], step: dict[str, Any], continuation_id: str | None
     ) -> ToolResult:
+        # Each step's files are checked as it comes (unknown id, path not allowed or missing),
+        # so a bad one is refused at once, not first at the final step and again on every retry.
+        await resolve_files(ctx, step.get("relevant_files") or [])
         conversation, _ = await database_sync_to_async(conversation_open)(
             user=ctx.user, continuation_id=continuation_id, history=False
         )

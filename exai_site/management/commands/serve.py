@@ -6,6 +6,7 @@ daphne listens, one line says so, with the URLs to open.
 
 import errno
 import functools
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown and not shown.startswith("[") else f"http://{shown}:{port}"
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 class Command(BaseCommand):
     help = "Set up a local server (migrate, an admin, a token) and serve it with daphne: what `make run` does."
 
@@ -41,11 +45,31 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8079, help="Port to listen on (default 8079).")
         parser.add_argument("--token-file", default=None, help="Where setup_local keeps the token (var/local_token).")
 
+    def _local_files(self, host: str) -> None:
+        """A server only this machine can reach reads its user's own files by path (under the home
+        folder) unless EXAI_ALLOWED_FILE_ROOTS says otherwise; a server others can reach reads none."""
+        from django.conf import settings
+
+        if "EXAI_ALLOWED_FILE_ROOTS" in os.environ:
+            roots = settings.EXAI_ALLOWED_FILE_ROOTS
+        elif host in LOOPBACK:
+            roots = settings.EXAI_ALLOWED_FILE_ROOTS = [Path.home().resolve()]
+        else:
+            roots = []
+        if roots:
+            self.stdout.write(
+                f"Files: tools read local paths under {', '.join(map(str, roots))} "
+                "(EXAI_ALLOWED_FILE_ROOTS; set it empty for none)."
+            )
+        else:
+            self.stdout.write("Files: tools read no local paths (upload files, or use the stdio bridge).")
+
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
         if (problem := port_free(host, port)) is not None:
             raise CommandError(f"{problem}; choose another port: make run PORT={port + 1} (or --port)")
         call_command("migrate", verbosity=0)
+        self._local_files(host)
         extra = {"token_file": Path(options["token_file"])} if options["token_file"] else {}
         call_command("setup_local", host=host, port=port, stdout=self.stdout, **extra)
         url = base_url(host, port)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import mimetypes
 import sys
+import uuid
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from django.core.management.base import BaseCommand, CommandParser
 
 from tools_app.client import ExaiClient, ExaiClientError
@@ -25,14 +31,89 @@ logger = logging.getLogger("exai.mcp_stdio")
 _MAX_LINE = 64 * 1024 * 1024
 
 
+# Arguments that name files; on this machine they may be paths, which the bridge uploads.
+_FILE_LISTS = ("files", "images", "relevant_files")
+_FILE_ONE = ("file",)
+_CHUNK = 1024 * 1024
+
+
+class LocalFileError(Exception):
+    """A path in the arguments that this machine cannot read."""
+
+
+def _is_file_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def hashed_local_file(item: str) -> tuple[Path, str]:
+    """The file `item` names on this machine and its SHA-256 (read in chunks); LocalFileError if none."""
+    path = Path(item).expanduser()
+    if not path.is_file():
+        raise LocalFileError(f"{item}: no such file on this machine (paths are read where the bridge runs).")
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise LocalFileError(f"{item}: cannot be read ({exc.strerror or exc}).") from None
+    return path, digest.hexdigest()
+
+
 class RemoteToolBackend:
-    """Tools of a remote EXAI server; connects on first use and once more after a lost link."""
+    """Tools of a remote EXAI server; connects on first use and once more after a lost link.
+
+    The bridge runs on the user's machine: a file argument (`files`, `images`,
+    `relevant_files`, `file`) that names a path here is uploaded to the server and replaced
+    by its file id. Content-addressed: the server is first asked whether the user already
+    holds that SHA-256 (`POST /api/files/by-hash/`), and the bytes are sent (streamed) only
+    when not. File ids, URLs and data URLs pass through unchanged.
+    """
 
     def __init__(self, url: str, token: str) -> None:
         self.url = url
         self.token = token
         self._client: ExaiClient | None = None
         self._lock = asyncio.Lock()
+        parts = urlsplit(url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        self.http_url = f"{scheme}://{parts.netloc}"
+
+    async def local_files(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """`arguments` with every local path uploaded and replaced by its file id."""
+        changed = dict(arguments)
+        async with httpx.AsyncClient(
+            base_url=self.http_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=300
+        ) as http:
+            for key in _FILE_LISTS:
+                if isinstance(arguments.get(key), list):
+                    changed[key] = [await self._as_id(http, item) for item in arguments[key]]
+            for key in _FILE_ONE:
+                if isinstance(arguments.get(key), str):
+                    changed[key] = await self._as_id(http, arguments[key])
+        return changed
+
+    async def _as_id(self, http: httpx.AsyncClient, item: Any) -> Any:
+        if not isinstance(item, str) or _is_file_id(item) or item.startswith(("data:", "http://", "https://")):
+            return item
+        path, digest = await asyncio.to_thread(hashed_local_file, item)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        held = await http.post(
+            "/api/files/by-hash/", json={"sha256": digest, "name": path.name, "content_type": content_type}
+        )
+        if held.status_code == 201:
+            return held.json()["id"]
+        if held.status_code != 404:
+            raise LocalFileError(f"{item}: the server refused it ({held.status_code}: {held.text[:200]}).")
+        with open(path, "rb") as handle:  # noqa: ASYNC230  # streamed by httpx in chunks, not read into memory
+            sent = await http.post("/api/files/", files={"file": (path.name, handle, content_type)})
+        if sent.status_code != 201:
+            raise LocalFileError(f"{item}: the upload was refused ({sent.status_code}: {sent.text[:200]}).")
+        return sent.json()["id"]
 
     async def client(self) -> ExaiClient:
         async with self._lock:
@@ -52,6 +133,12 @@ class RemoteToolBackend:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, request_id: str, on_progress: Any
     ) -> dict[str, Any]:
+        try:
+            arguments = await self.local_files(arguments)
+        except LocalFileError as exc:
+            return {"error": {"code": "invalid_arguments", "message": str(exc)}}
+        except httpx.HTTPError as exc:
+            return {"error": {"code": "internal", "message": f"uploading a file to {self.http_url} failed: {exc}"}}
         try:
             client = await self.client()
         except ExaiClientError as exc:
