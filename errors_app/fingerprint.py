@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from exai_site.text import without_surrogates
+from exai_site.text import storable_text
 
 # Volatile parts of a message, replaced so "user 7 not found" and "user 8 not found" are one error.
 _VOLATILE = [
@@ -50,7 +50,7 @@ def _configured_secrets() -> list[str]:
 def scrub(value: Any) -> Any:
     """A copy of `value` with API keys, tokens and passwords replaced, in strings, lists and dicts."""
     if isinstance(value, str):
-        value = without_surrogates(value)  # storable whatever an exception carried
+        value = storable_text(value)  # storable whatever an exception carried
         for secret in _configured_secrets():
             value = value.replace(secret, REDACTED)
         for pattern in _SECRET_PATTERNS:
@@ -58,7 +58,7 @@ def scrub(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return {
-            without_surrogates(str(key)): REDACTED if _SECRET_KEYS.search(str(key)) else scrub(item)
+            storable_text(str(key)): REDACTED if _SECRET_KEYS.search(str(key)) else scrub(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):

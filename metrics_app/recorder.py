@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from exai_site.text import without_surrogates
+from exai_site.text import storable_text
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
 from tools_app.outages import unreachable_service
@@ -137,11 +137,11 @@ def record_call(
         total = metrics["total_latency_ms"]
         waits = sum(metrics.get(part, 0.0) for part in _WAITS)
         sample = LatencySample(
-            tool=without_surrogates(tool[:64]),
+            tool=storable_text(tool[:64]),
             provider=provider or "",
-            model=without_surrogates(model or ""),
+            model=storable_text(model or ""),
             user_id=user_id if isinstance(user_id, int) else None,
-            request_id=without_surrogates(str(request_id)[:200]),
+            request_id=storable_text(str(request_id)[:200]),
             status=status,
             total_latency_ms=total,
             global_sem_wait_ms=metrics.get("global_sem_wait_ms", 0.0),

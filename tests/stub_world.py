@@ -15,6 +15,7 @@ Facts from ../shared/PROVIDERS.md and the providers' public documentation:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 KIMI_TODAY = [
@@ -81,9 +82,33 @@ def thinking_active(provider: str, payload: dict[str, Any]) -> bool:
     return model.startswith(("glm-4.5", "glm-4.6", "glm-4.7", "glm-5")) and not disabled
 
 
+_TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
+
+
+def _tools_refusal(payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """Both APIs check function definitions as the OpenAI API does: a malformed one is a 400."""
+    tools = payload.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return 400, error("Invalid type for 'tools': expected an array", "invalid_request_error")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") not in ("function", "builtin_function"):
+            return 400, error(f"Invalid 'tools[{index}].type': expected 'function'", "invalid_request_error")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not (_TOOL_NAME.match(name) or name.startswith("$")):
+            return 400, error(
+                f"Invalid 'tools[{index}].function.name': string does not match pattern", "invalid_request_error"
+            )
+    return None
+
+
 def refusal(provider: str, payload: dict[str, Any], listed: list[str]) -> tuple[int, dict[str, Any]] | None:
     """The (status, body) a real provider answers this request with, or None when it serves it."""
     model = payload.get("model", "")
+    if (refused := _tools_refusal(payload)) is not None and model in listed:
+        return refused
     if provider == "kimi":
         return _kimi_refusal(model, payload, listed)
     if model in GLM_GATED:

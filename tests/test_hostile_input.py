@@ -66,6 +66,17 @@ async def test_a_lone_surrogate_over_mcp_is_replaced(user: Any) -> None:
     await comm.disconnect()
 
 
+def test_a_nul_in_a_prompt_is_replaced_so_its_turn_is_stored(user: Any) -> None:
+    # PostgreSQL's text and jsonb hold no NUL: the turn (written after the answer) would be lost.
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")
+    body = '{"arguments": {"prompt": "before\\u0000after"}}'
+    response = client.post("/api/tools/chat/call/", body, content_type="application/json")
+    assert response.status_code == 200 and "before\ufffdafter" in response.json()["text"]
+    thread = response.json()["outputs"][0]["metadata"]["continuation_id"]
+    assert Message.objects.filter(conversation_id=thread, role="user", content="before\ufffdafter").exists()
+
+
 def test_a_lone_surrogate_in_a_rest_body_is_replaced(user: Any) -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")

@@ -45,7 +45,19 @@ class KimiChatWithToolsTool(Tool):
                 "minItems": 1,
                 "items": {
                     "type": "object",
-                    "properties": {"type": {"const": "function"}, "function": {"type": "object", "required": ["name"]}},
+                    "properties": {
+                        "type": {"const": "function"},
+                        "function": {
+                            "type": "object",
+                            "required": ["name"],
+                            # What the OpenAI-compatible APIs accept as a function name.
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$"},
+                                "description": {"type": "string"},
+                                "parameters": {"type": "object"},
+                            },
+                        },
+                    },
                     "required": ["type", "function"],
                 },
             },
