@@ -8,7 +8,7 @@ MCP_STAMP := $(MCP_VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8079
 
-.PHONY: run test bench lint typecheck clean chromium
+.PHONY: run test bench lint typecheck clean chromium nginx
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,17 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "no chromium here: the dashboard's browser test will be skipped"
 
-test: $(STAMP) $(MCP_STAMP) chromium
+# The deployment test runs Debian's nginx in front of two server processes (deploy/); installed
+# without starting its own service (policy-rc.d), or the test is skipped, saying so.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		echo "installing Debian's nginx for the deployment test" && \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
+		{ apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status; }; } || \
+		echo "no nginx here: the deployment test will be skipped"
+
+test: $(STAMP) $(MCP_STAMP) chromium nginx
 	EXAI_MCP_CLIENT_PYTHON=$(CURDIR)/$(MCP_VENV)/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
