@@ -25,7 +25,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Avg, Count, F, Max, Q, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -65,8 +65,13 @@ def _per_minute(since: Any) -> dict[str, Any]:
     p95: dict[str, dict[int, float]] = {}
     for minute, provider, value in p95_rows:
         p95.setdefault(provider, {})[int(minute.timestamp())] = round(value or 0.0, 3)
+    waits = window.values("minute").annotate(
+        mean=Avg(F("global_sem_wait_ms") + F("provider_sem_wait_ms")),
+        worst=Max(F("global_sem_wait_ms") + F("provider_sem_wait_ms")),
+    )
     return {
         "calls": {int(row["minute"].timestamp()): (row["n"], row["errors"]) for row in counts},
+        "waits": {int(row["minute"].timestamp()): (row["mean"], row["worst"]) for row in waits},
         "p95_by_provider": p95,
     }
 
@@ -87,6 +92,9 @@ def _database_part(now: Any) -> dict[str, Any]:
             "minutes": minutes,
             "calls": [calls.get(m, (0, 0))[0] for m in minutes],
             "errors": [calls.get(m, (0, 0))[1] for m in minutes],
+            # Throttle waits (global and provider slots) per minute: the mean and the worst call.
+            "wait_mean_ms": [_rounded(per_minute["waits"].get(m, (None, None))[0]) for m in minutes],
+            "wait_max_ms": [_rounded(per_minute["waits"].get(m, (None, None))[1]) for m in minutes],
             "p95_by_provider": {
                 provider: [by_minute.get(m) for m in minutes]
                 for provider, by_minute in sorted(per_minute["p95_by_provider"].items())
@@ -94,6 +102,7 @@ def _database_part(now: Any) -> dict[str, Any]:
         },
         # The page shows total latency only: one sort of the window per grouping, not six.
         "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False)["groups"],
+        "errors": _recent_errors(),
         "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False)["groups"],
         "files": {
             "blobs": stored["blobs"],
@@ -110,6 +119,37 @@ def _database_part(now: Any) -> dict[str, Any]:
             },
         },
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _recent_errors(limit: int = 8) -> list[dict[str, Any]]:
+    """Unresolved errors that want a look: new, escalating or regressed, latest first."""
+    from errors_app.models import ErrorInvestigation
+
+    wanted = [
+        ErrorInvestigation.Substatus.NEW,
+        ErrorInvestigation.Substatus.ESCALATING,
+        ErrorInvestigation.Substatus.REGRESSED,
+    ]
+    rows = (
+        ErrorInvestigation.objects.filter(triage=ErrorInvestigation.Triage.UNRESOLVED, substatus__in=wanted)
+        .order_by("-last_occurrence_at")
+        .values("id", "error_type", "error_message", "occurrence_count", "substatus", "last_occurrence_at")[:limit]
+    )
+    return [
+        {
+            "id": row["id"],
+            "type": row["error_type"],
+            "message": row["error_message"][:160],
+            "count": row["occurrence_count"],
+            "substatus": row["substatus"],
+            "last": row["last_occurrence_at"].isoformat(),
+        }
+        for row in rows
+    ]
 
 
 def _rss_bytes() -> int:

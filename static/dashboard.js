@@ -1,103 +1,171 @@
 // The live dashboard: one snapshot on connect, then one per interval from /ws/dashboard.
+// Readable from a phone (420 px) to a desk (1440 px): charts take their box's width, tables
+// scroll inside their box, and nothing is wider than the screen. Times are UTC everywhere;
+// each provider has one colour on every chart and table; latency is on a log scale, so one
+// slow call does not flatten the rest; legends show the latest values without hovering.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("dashboard-config").textContent);
   const statusLine = document.getElementById("status");
-  const colours = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#bf3989"];
+  const palette = ["#8250df", "#9a6700", "#bf3989", "#1b7c83", "#57606a", "#0550ae"];
+  const known = { kimi: "#0969da", glm: "#cf222e", local: "#1a7f37" };
   const charts = {};
   let updates = 0;
 
+  function providerColour(name) {
+    if (known[name]) return known[name];
+    let hash = 0;
+    for (const c of name) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+    return palette[hash % palette.length];
+  }
+
   function size(element) {
-    return { width: Math.max(320, element.clientWidth - 8), height: 220 };
+    const width = Math.max(240, element.clientWidth);
+    return { width: width, height: width < 480 ? 180 : 220 };
   }
 
-  function timeChart(id, seriesNames, data) {
+  const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+  const msValue = (u, v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) : v.toFixed(0)) + " ms";
+
+  // One time chart per id, rebuilt only when its series change; the legend then shows each
+  // series' latest value (the last minute with data).
+  function timeChart(id, series, data, { log = false, unit = "" } = {}) {
     const element = document.getElementById(id);
-    const key = id + ":" + seriesNames.join(",");
-    if (charts[id] && charts[id].key === key) {
+    const key = id + ":" + series.map((s) => s.label).join(",") + ":" + element.clientWidth;
+    if (!charts[id] || charts[id].key !== key) {
+      if (charts[id]) charts[id].plot.destroy();
+      const options = {
+        ...size(element),
+        tzDate: utc,
+        series: [{ label: "UTC" }].concat(series.map((s) => ({
+          label: s.label, stroke: s.colour, width: 2, spanGaps: true, points: { show: true, size: 4 },
+          value: unit === "ms" ? msValue : undefined,
+        }))),
+        scales: log ? { y: { distr: 3, log: 10 } } : {},
+        axes: [{}, { size: 56 }],
+        legend: { live: true },
+        // At rest (no cursor on the chart) the legend shows each series' latest value.
+        hooks: { draw: [showLatest], setCursor: [showLatest] },
+      };
+      charts[id] = { key: key, plot: new uPlot(options, data, element) };
+    } else {
       charts[id].plot.setData(data);
-      return;
     }
-    if (charts[id]) charts[id].plot.destroy();
-    const series = [{}].concat(seriesNames.map((label, i) => ({
-      label: label, stroke: colours[i % colours.length], width: 2, spanGaps: true, points: { show: true, size: 4 },
-    })));
-    charts[id] = { key: key, plot: new uPlot({ ...size(element), series: series, axes: [{}, {}] }, data, element) };
   }
 
-  function toolChart(tools) {
-    const element = document.getElementById("tools-chart");
-    const names = tools.map((t) => t.tool);
-    const x = names.map((_, i) => i);
-    // Nested bars: p99 widest at the back, p50 narrowest in front, so none hides another.
-    const parts = ["p99", "p95", "p50"];
-    const widths = { p99: 0.6, p95: 0.42, p50: 0.24 };
-    const data = [x].concat(parts.map((p) => tools.map((t) => t.latency.total_latency_ms[p])));
-    const key = "tools:" + names.join(",");
-    if (charts.tools && charts.tools.key === key) {
-      charts.tools.plot.setData(data);
-      return;
-    }
-    if (charts.tools) charts.tools.plot.destroy();
-    const series = [{}].concat(parts.map((p, i) => ({
-      label: p, fill: colours[i] + "cc", stroke: colours[i], paths: uPlot.paths.bars({ size: [widths[p], 80] }), points: { show: false },
-    })));
-    const options = {
-      ...size(element),
-      series: series,
-      scales: { x: { time: false, range: [-0.5, Math.max(0.5, names.length - 0.5)] } },
-      axes: [{ values: (u, splits) => splits.map((v) => names[v] ?? ""), splits: () => x }, {}],
-    };
-    charts.tools = { key: key, plot: new uPlot(options, data, element) };
+  function showLatest(u) {
+    if (u.cursor.idx !== null && u.cursor.idx !== undefined && u.cursor.left >= 0) return;  // the user is pointing
+    let last = -1;
+    u.data[0].forEach((_, i) => { if (u.data.slice(1).some((d) => d[i] !== null && d[i] !== undefined)) last = i; });
+    if (last >= 0) u.setLegend({ idx: last }, false);
   }
 
-  function fill(id, rows) {
+  function cell(value, className) {
+    const td = document.createElement("td");
+    if (value instanceof Node) td.appendChild(value);
+    else td.textContent = value;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function fill(id, header, rows) {
     const table = document.getElementById(id);
-    table.replaceChildren(...rows.map((cells) => {
+    const head = document.createElement("tr");
+    header.forEach((h) => { const th = document.createElement("th"); th.textContent = h; head.appendChild(th); });
+    table.replaceChildren(head, ...rows.map((cells) => {
       const row = document.createElement("tr");
-      cells.forEach((cell) => {
-        const td = document.createElement("td");
-        if (cell && typeof cell === "object") { td.textContent = cell.text; td.className = cell.className; }
-        else td.textContent = cell;
-        row.appendChild(td);
-      });
+      cells.forEach((c) => row.appendChild(c instanceof HTMLElement && c.tagName === "TD" ? c : cell(c)));
       return row;
     }));
+  }
+
+  function swatch(name) {
+    const span = document.createElement("span");
+    const mark = document.createElement("i");
+    mark.className = "swatch";
+    mark.style.background = providerColour(name);
+    span.append(mark, name);
+    return span;
   }
 
   function mb(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
   function ms(value) { return value === null || value === undefined ? "–" : value.toFixed(1); }
 
+  // Per-tool latency as rows with bars on a log scale (10 ms … the slowest p99): every value
+  // is written out, and tool names never run together however many there are.
+  function toolBars(tools) {
+    const top = Math.max(10, ...tools.map((t) => t.latency.total_latency_ms.p99 || 0));
+    const scale = (v) => (v > 1 ? Math.log10(v) / Math.log10(top) : 0) * 100;
+    const rows = tools.map((t) => {
+      const l = t.latency.total_latency_ms;
+      const bars = document.createElement("div");
+      ["p50", "p95", "p99"].forEach((p) => {
+        const bar = document.createElement("div");
+        bar.className = "bar " + p;
+        bar.style.width = scale(l[p]).toFixed(1) + "%";
+        bar.title = p + " " + ms(l[p]) + " ms";
+        bars.appendChild(bar);
+      });
+      return [t.tool, t.count, cell(ms(l.p50), "num"), cell(ms(l.p95), "num"), cell(ms(l.p99), "num"), cell(bars, "bars")];
+    });
+    fill("tools", ["tool", "calls", "p50", "p95", "p99", "p50 / p95 / p99 (log)"], rows);
+  }
+
+  function errorRows(errors) {
+    if (!errors.length) return [[cell("nothing new, escalating or regressed", "msg")]];
+    return errors.map((e) => {
+      const link = document.createElement("a");
+      link.href = "/admin/errors_app/errorinvestigation/" + e.id + "/change/";
+      link.textContent = e.type;
+      return [cell(link), cell(e.message, "msg"), cell(String(e.count), "num"), cell(e.substatus, "sub-" + e.substatus),
+        e.last.slice(0, 19).replace("T", " ")];
+    });
+  }
+
   function render(s) {
     const minutes = s.series.minutes;
-    timeChart("calls-chart", ["calls", "errors"], [minutes, s.series.calls, s.series.errors]);
+    timeChart("calls-chart", [{ label: "calls", colour: "#0969da" }, { label: "errors", colour: "#cf222e" }],
+      [minutes, s.series.calls, s.series.errors]);
     const providers = Object.keys(s.series.p95_by_provider);
-    timeChart("latency-chart", providers.length ? providers : ["(no provider calls)"],
-      [minutes].concat(providers.length ? providers.map((p) => s.series.p95_by_provider[p]) : [minutes.map(() => null)]));
-    toolChart(s.tools);
-    fill("providers", [["provider", "calls", "errors", "p50", "p95", "p99"]].concat(s.providers.map((p) =>
-      [p.provider || "(none)", p.count, (100 * p.error_rate).toFixed(1) + "%", ms(p.latency.total_latency_ms.p50), ms(p.latency.total_latency_ms.p95), ms(p.latency.total_latency_ms.p99)])));
+    timeChart("latency-chart",
+      providers.length ? providers.map((p) => ({ label: p, colour: providerColour(p) })) : [{ label: "(no provider calls)", colour: "#57606a" }],
+      [minutes].concat(providers.length ? providers.map((p) => s.series.p95_by_provider[p]) : [minutes.map(() => null)]),
+      { log: true, unit: "ms" });
+    // A log scale has no zero: a minute whose calls never waited shows no point.
+    const positive = (values) => values.map((v) => (v > 0 ? v : null));
+    timeChart("waits-chart", [{ label: "mean wait", colour: "#1b7c83" }, { label: "longest wait", colour: "#9a6700" }],
+      [minutes, positive(s.series.wait_mean_ms), positive(s.series.wait_max_ms)], { log: true, unit: "ms" });
+    toolBars(s.tools);
+    fill("errors", ["error", "message", "times", "state", "last (UTC)"], errorRows(s.errors));
+    fill("providers", ["provider", "calls", "errors", "p50 ms", "p95 ms", "p99 ms"], s.providers.map((p) =>
+      [swatch(p.provider || "(none)"), p.count, (100 * p.error_rate).toFixed(1) + "%", cell(ms(p.latency.total_latency_ms.p50), "num"),
+        cell(ms(p.latency.total_latency_ms.p95), "num"), cell(ms(p.latency.total_latency_ms.p99), "num")]));
     const pools = [["global", s.throttle.global]].concat(Object.entries(s.throttle.providers));
-    fill("throttle", [["pool", "in use", "waiting", "limit"]].concat(pools.map(([name, p]) => [name, p.in_use, p.waiting, p.limit])));
-    fill("circuits", Object.entries(s.circuits).map(([name, c]) => [name, { text: c.state, className: "state-" + c.state }, c.failures + "/" + c.calls + " failed"]));
+    fill("throttle", ["pool", "in use", "waiting", "limit"], pools.map(([name, p]) =>
+      [name === "global" ? name : swatch(name), p.in_use, p.waiting, p.limit]));
+    fill("circuits", ["provider", "state", "failed"], Object.entries(s.circuits).map(([name, c]) =>
+      [swatch(name), cell(c.state, "state-" + c.state), c.failures + "/" + c.calls]));
     const p = s.process;
-    fill("process", [["pid", p.pid], ["memory (RSS)", mb(p.rss_bytes)], ["WebSockets open", p.sockets], ["calls in flight", p.calls_in_flight],
-      ["frames in / s", p.frames_in_per_s], ["frames out / s", p.frames_out_per_s]]);
+    fill("process", ["", ""], [["pid", p.pid], ["memory (RSS)", mb(p.rss_bytes)], ["WebSockets open", p.sockets],
+      ["calls in flight", p.calls_in_flight], ["frames in / s", p.frames_in_per_s], ["frames out / s", p.frames_out_per_s]]);
     const f = s.files, last = f.last_cleanup;
-    fill("files", [["blobs", f.blobs], ["stored", mb(f.bytes)], ["unreferenced", f.unreferenced],
-      ["last cleanup", last ? last.at.slice(0, 19).replace("T", " ") + " (" + last.status + ")" : "never"],
+    fill("files", ["", ""], [["blobs", f.blobs], ["stored", mb(f.bytes)], ["unreferenced", f.unreferenced],
+      ["last cleanup (UTC)", last ? last.at.slice(0, 19).replace("T", " ") + " (" + last.status + ")" : "never"],
       ["removed then", last ? last.blobs_removed + " blobs, " + mb(last.bytes_freed) : "–"]]);
     updates += 1;
     statusLine.dataset.updates = String(updates);
     statusLine.textContent = "live · updated " + s.at.slice(11, 19) + " UTC · every " + config.interval_s + " s";
   }
 
+  let latest = null;
+  window.addEventListener("resize", () => { if (latest) render(latest); });
+
   function connect(delay) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(scheme + "://" + location.host + "/ws/dashboard");
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
-      if (message.op === "snapshot") render(message.snapshot);
+      if (message.op === "snapshot") { latest = message.snapshot; render(latest); }
       else if (message.op === "error") statusLine.textContent = message.error.message;
     };
     socket.onopen = () => { delay = 500; };

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,36 @@ async def test_a_snapshot_shows_calls_errors_throttle_circuits_process_and_files
     assert snapshot["circuits"]["kimi"]["state"] == "closed"
     assert snapshot["process"]["pid"] == os.getpid() and snapshot["process"]["rss_bytes"] > 0
     assert snapshot["files"]["blobs"] == 0 and snapshot["files"]["last_cleanup"] is None
+    assert snapshot["series"]["wait_mean_ms"][-1] is not None and snapshot["series"]["wait_max_ms"][-1] >= 0
+
+
+def test_the_errors_panel_lists_what_wants_a_look_latest_first() -> None:
+    from errors_app.models import ErrorInvestigation
+
+    now = timezone.now()
+
+    def error(name: str, substatus: str, triage: str = "unresolved", minutes_ago: int = 0) -> None:
+        ErrorInvestigation.objects.create(
+            error_hash=name,
+            error_type=name,
+            error_message=f"{name} happened",
+            location="x.py in f",
+            substatus=substatus,
+            triage=triage,
+            last_occurrence_at=now - timedelta(minutes=minutes_ago),
+        )
+
+    error("Escalating", "escalating", minutes_ago=1)
+    error("Regressed", "regressed", minutes_ago=0)
+    error("New", "new", minutes_ago=2)
+    error("Ongoing", "ongoing")
+    error("Ignored", "new", triage="ignored")
+    listed = _database_part(now)["errors"]
+    assert [(e["type"], e["substatus"]) for e in listed] == [
+        ("Regressed", "regressed"),
+        ("Escalating", "escalating"),
+        ("New", "new"),
+    ]
 
 
 async def test_the_socket_refuses_non_staff_and_sends_staff_live_snapshots(
@@ -207,20 +239,36 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            problems: list[str] = []
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
             page.goto(f"{server.http_url}/admin/login/?next=/dashboard/")
             page.fill("#id_username", "ops")
             page.fill("#id_password", "ops-password-123")
             page.click("input[type=submit]")
             page.wait_for_url("**/dashboard/")
             page.wait_for_function("Number(document.getElementById('status').dataset.updates) >= 1", timeout=15_000)
-            assert page.locator("#calls-chart canvas").count() == 1
-            assert page.locator("#latency-chart canvas").count() == 1
-            assert page.locator("#tools-chart canvas").count() == 1
+            for chart in ("calls-chart", "latency-chart", "waits-chart"):
+                assert page.locator(f"#{chart} canvas").count() == 1
             assert "kimi" in page.inner_text("#latency-chart")  # the provider's series is in the legend
-            assert "chat" in page.inner_text("#providers") or "kimi" in page.inner_text("#providers")
+            # Its latest value shows without hovering, in ms.
+            legend = page.inner_text("#latency-chart .u-legend")
+            assert re.search(r"kimi\s*[\d.]+ ms", legend), legend
+            assert "UTC" in page.inner_text("#latency-chart .u-legend") and "UTC" in page.inner_text("#status")
+            tools = page.evaluate(
+                "Array.from(document.querySelectorAll('#tools tr td:first-child')).map(t => t.textContent)"
+            )
+            assert tools == ["chat"]
             calls = page.evaluate("Array.from(document.querySelectorAll('#providers td')).map(t => t.textContent)")
             assert "3" in calls and "33.3%" in calls
+            # The failed call's error is in the panel, linked to its page in the admin.
+            page.wait_for_function("document.querySelectorAll('#errors a').length >= 1", timeout=15_000)
+            assert "/admin/errors_app/errorinvestigation/" in page.get_attribute("#errors a", "href")
+            # One colour per provider: the table's swatch is the chart's line colour.
+            assert page.evaluate("getComputedStyle(document.querySelector('#providers .swatch')).backgroundColor") == (
+                "rgb(9, 105, 218)"
+            )
             # A live update arrives without reloading: a new call, then the next snapshot shows it.
             httpx.post(
                 f"{server.http_url}/api/tools/chat/call/", json={"arguments": {"prompt": "four"}}, headers=headers
@@ -229,10 +277,17 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
                 "Array.from(document.querySelectorAll('#providers td')).some(t => t.textContent === '4')",
                 timeout=15_000,
             )
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            for width in (1440, 420):
+                page.set_viewport_size({"width": width, "height": 1000})
+                page.wait_for_timeout(300)  # the charts redraw for the new width
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"{overflow} px wider than a {width} px screen"
+                page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+            assert problems == [], problems
         finally:
             browser.close()
-    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+    for width in (1440, 420):
+        assert (ARTIFACTS / f"dashboard-{width}.png").stat().st_size > 10_000
 
 
 async def test_a_staff_feed_joins_its_group_again_when_the_channel_layer_forgot_it(
