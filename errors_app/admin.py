@@ -1,5 +1,6 @@
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import nh3
@@ -59,6 +60,28 @@ def _markdown_block(text: str) -> SafeString:
     return format_html('<div class="exai-markdown" style="max-width: 100em">{}</div>', markdown_html(text))
 
 
+def occurrence_chart(hours: list[tuple[datetime, int]]) -> SafeString:
+    """A small bar chart of occurrences per hour (inline SVG, no script), with its scale written out."""
+    top = max((count for _, count in hours), default=0) or 1
+    width, height, bar = 480, 48, 480 / max(1, len(hours))
+    bars = "".join(
+        f'<rect x="{index * bar:.1f}" y="{height - height * count / top:.1f}" width="{max(1.0, bar - 1):.1f}" '
+        f'height="{height * count / top:.1f}" fill="#0969da"><title>{when:%Y-%m-%d %H}:00 UTC: {count}</title></rect>'
+        for index, (when, count) in enumerate(hours)
+    )
+    first, last = (hours[0][0], hours[-1][0]) if hours else (None, None)
+    caption = f"{first:%m-%d %H}:00 … {last:%m-%d %H}:00 UTC, highest {top} an hour" if first and last else ""
+    return format_html(
+        '<div class="exai-occurrences"><svg width="{}" height="{}" role="img" aria-label="{}">{}</svg>'
+        '<div style="color: #666; font-size: 11px">{}</div></div>',
+        width,
+        height,
+        caption,
+        mark_safe(bars),  # built above from numbers and dates only
+        caption,
+    )
+
+
 @admin.register(ErrorInvestigation)
 class ErrorInvestigationAdmin(admin.ModelAdmin):
     list_display = [
@@ -78,8 +101,10 @@ class ErrorInvestigationAdmin(admin.ModelAdmin):
     fields = DETAIL_FIELDS = (
         "error_type",
         "error_message",
+        "latest_message",
         "location",
         "occurrence_count",
+        "occurrences",
         "created_at",
         "last_occurrence_at",
         "triage",
@@ -153,6 +178,14 @@ class ErrorInvestigationAdmin(admin.ModelAdmin):
         if code and "```" not in code:
             code = f"```\n{code}\n```"
         return _markdown_block(f"{steps}\n\n{code}".strip())
+
+    @admin.display(description="latest message (as it occurred)")
+    def latest_message(self, error: ErrorInvestigation) -> str:
+        return _pre((error.error_context or {}).get("message") or "—")
+
+    @admin.display(description="occurrences, last 48 hours (UTC)")
+    def occurrences(self, error: ErrorInvestigation) -> str:
+        return occurrence_chart(services.error_occurrences_by_hour(error_id=error.pk, hours=48))
 
     @admin.display(description="stack trace")
     def stack_trace(self, error: ErrorInvestigation) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from errors_app.fingerprint import fingerprint, innermost_project_frame, normalize_message, scrub
+from errors_app.fingerprint import fingerprint, innermost_project_frame, normalize_message, project_file, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,20 @@ def capture_log_record(record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
             capture_exception(record.exc_info[1], context={"logger": record.name, "log_message": record.getMessage()})
             return
-        relative = record.pathname.removeprefix(str(settings.BASE_DIR)).lstrip("/")
-        location = f"{relative} in {record.funcName}"
+        # Where this project logged it; a library's log line is named by its logger, not by a
+        # frame deep in site-packages that says nothing about which part of the server it was.
+        relative = project_file(record.pathname)
+        location = f"{relative} in {record.funcName}" if relative is not None else f"logger {record.name}"
 
         def build_context() -> dict[str, Any]:
-            return scrub({**(call_context.get() or {}), "logger": record.name, "recent_log_lines": list(_recent)})
+            return scrub(
+                {
+                    **(call_context.get() or {}),
+                    "logger": record.name,
+                    "message": record.getMessage()[:4000],
+                    "recent_log_lines": list(_recent),
+                }
+            )
 
         _record(f"log:{record.name}", record.getMessage(), location, build_context)
     except Exception:

@@ -67,7 +67,7 @@ def scrub(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=4096)
-def _project_file(filename: str) -> str | None:
+def project_file(filename: str) -> str | None:
     """The file's path inside the project, or None for library code (cached: it resolves the path)."""
     path = Path(filename)
     try:
@@ -83,7 +83,7 @@ def innermost_project_frame(tb: TracebackType | None) -> str:
     """`path/in/project.py in function` of the deepest frame that is this project's code."""
     found = "unknown"
     for frame, _ in traceback.walk_tb(tb):
-        relative = _project_file(frame.f_code.co_filename)
+        relative = project_file(frame.f_code.co_filename)
         if relative is not None:
             # No line number: an error keeps its identity when unrelated lines move.
             found = f"{relative} in {frame.f_code.co_name}"

@@ -67,3 +67,17 @@ class ErrorInvestigation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.error_type}: {self.error_message[:80]} (x{self.occurrence_count})"
+
+
+class ErrorHourlyCount(models.Model):
+    """How often one error occurred in one hour (UTC): its occurrences over time, for the admin's chart."""
+
+    error = models.ForeignKey(ErrorInvestigation, on_delete=models.CASCADE, related_name="hourly_counts")
+    hour = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["error", "hour"], name="error_hourly_count_unique_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.error_id} @ {self.hour:%Y-%m-%d %H}:00 x{self.count}"

@@ -8,20 +8,20 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jsonschema
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from errors_app.capture import Pending
-from errors_app.models import ErrorInvestigation
+from errors_app.models import ErrorHourlyCount, ErrorInvestigation
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,30 @@ class Recorded:
     regressed: bool
     count: int
     investigate: bool
+
+
+HOURLY_COUNTS_KEPT = timedelta(days=30)
+
+
+def _count_hour(error_id: int, hour: datetime, count: int) -> None:
+    """Add `count` to the error's row for `hour` (exact with several writers), trimming old hours."""
+    counts = ErrorHourlyCount.objects.filter(error_id=error_id, hour=hour)
+    if counts.update(count=F("count") + count):
+        return
+    try:
+        with transaction.atomic():
+            ErrorHourlyCount.objects.create(error_id=error_id, hour=hour, count=count)
+    except IntegrityError:  # another process made the row a moment ago
+        counts.update(count=F("count") + count)
+    ErrorHourlyCount.objects.filter(error_id=error_id, hour__lt=hour - HOURLY_COUNTS_KEPT).delete()
+
+
+def error_occurrences_by_hour(*, error_id: int, hours: int = 48) -> list[tuple[datetime, int]]:
+    """The error's occurrences per hour over the last `hours` (UTC), oldest first, zeros included."""
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    since = now - timedelta(hours=hours - 1)
+    counted = dict(ErrorHourlyCount.objects.filter(error_id=error_id, hour__gte=since).values_list("hour", "count"))
+    return [(since + timedelta(hours=i), counted.get(since + timedelta(hours=i), 0)) for i in range(hours)]
 
 
 def error_record_occurrences(*, pending: Pending) -> Recorded:
@@ -81,6 +105,7 @@ def error_record_occurrences(*, pending: Pending) -> Recorded:
             )
         )
         _update_substatus(error.pk)
+        _count_hour(error.pk, hour, pending.count)
         count = ErrorInvestigation.objects.values_list("occurrence_count", flat=True).get(pk=error.pk)
     threshold = settings.EXAI_INVESTIGATE_AFTER
     crossed = count - pending.count < threshold <= count

@@ -112,7 +112,7 @@
   }
 
   function errorRows(errors) {
-    if (!errors.length) return [[cell("nothing new, escalating or regressed", "msg")]];
+    if (!errors.length) return [[cell("nothing new, escalating or regressed", "msg"), "", "", "", ""]];
     return errors.map((e) => {
       const link = document.createElement("a");
       link.href = "/admin/errors_app/errorinvestigation/" + e.id + "/change/";

@@ -173,3 +173,71 @@ async def test_the_live_feed_refuses_anyone_but_staff(user: Any, who: str) -> No
     assert (await comm.connect())[0]
     assert (await comm.receive_json_from())["error"]["code"] == "forbidden"
     assert (await comm.receive_output())["code"] == 4403
+
+
+def test_a_failed_rest_call_is_one_error_not_also_a_django_request_line(user: Any, stub: Any) -> None:
+    from errors_app.capture import flush_errors
+
+    response = api(user).post(
+        "/api/tools/chat/call/", {"arguments": {"prompt": "x [[stub:status=500]]"}}, format="json"
+    )
+    assert response.status_code >= 500
+    flush_errors()
+    types = list(ErrorInvestigation.objects.values_list("error_type", flat=True))
+    assert types == ["tools_app.providers.base.ProviderError"], types
+
+
+def test_a_library_log_line_is_located_by_its_logger_and_keeps_its_real_message() -> None:
+    import logging
+
+    from errors_app.capture import capture_log_record, flush_errors
+
+    record = logging.LogRecord(
+        "httpx_like.pool",
+        logging.ERROR,
+        "/usr/lib/python3/site-packages/httpx_like/pool.py",
+        42,
+        "pool of %d exhausted for tenant %s",
+        (64, "acme-7"),
+        None,
+        func="acquire",
+    )
+    capture_log_record(record)
+    flush_errors()
+    error = ErrorInvestigation.objects.get()
+    assert error.location == "logger httpx_like.pool"
+    assert error.error_context["message"] == "pool of 64 exhausted for tenant acme-7"
+
+
+def test_the_error_page_shows_the_latest_real_message_and_occurrences_by_hour(staff: Any) -> None:
+    now = timezone.now()
+    pending = Pending(
+        "h-chart",
+        "RuntimeError",
+        "pool of <n> exhausted",
+        "tools_app/a.py in b",
+        {"message": "pool of 64 exhausted"},
+        now,
+        now,
+        count=3,
+    )
+    error_id = services.error_record_occurrences(pending=pending).error_id
+    services.error_record_occurrences(
+        pending=Pending(
+            "h-chart",
+            "RuntimeError",
+            "pool of <n> exhausted",
+            "tools_app/a.py in b",
+            {"message": "pool of 65 exhausted"},
+            now,
+            now,
+        )
+    )
+    assert services.error_occurrences_by_hour(error_id=error_id, hours=2)[-1][1] == 4
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/admin/errors_app/errorinvestigation/{error_id}/change/").content.decode()
+    assert "pool of 65 exhausted" in page and "pool of &lt;n&gt; exhausted" in page
+    assert "occurrences, last 48 hours (utc)" in page.lower() and page.count("<rect") == 48
+    assert "UTC: 4</title>" in page and "highest 4 an hour" in page
+    assert 'href="/dashboard/"' in client.get("/admin/").content.decode()  # the admin links to the dashboard

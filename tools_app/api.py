@@ -97,6 +97,9 @@ class ToolCallView(APIView):
         error = outcome.get("error")
         status = HTTP_STATUS.get(error["code"], 500) if error else 200
         response = Response(outcome, status=status)
+        # A failed call's error was captured where it happened (on the tool path): Django's
+        # "Bad Gateway: …" log line for this response would record it a second time.
+        response._has_been_logged = True  # type: ignore[attr-defined]
         if error and "retry_after_s" in error:
             response["Retry-After"] = str(math.ceil(error["retry_after_s"]))
         return response
