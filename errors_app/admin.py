@@ -72,7 +72,8 @@ def occurrence_chart(hours: list[tuple[datetime, int]]) -> SafeString:
     first, last = (hours[0][0], hours[-1][0]) if hours else (None, None)
     caption = f"{first:%m-%d %H}:00 … {last:%m-%d %H}:00 UTC, highest {top} an hour" if first and last else ""
     return format_html(
-        '<div class="exai-occurrences"><svg width="{}" height="{}" role="img" aria-label="{}">{}</svg>'
+        '<div class="exai-occurrences" style="max-width: {}px"><svg viewBox="0 0 480 {}" width="100%" '
+        'preserveAspectRatio="none" role="img" aria-label="{}">{}</svg>'
         '<div style="color: #666; font-size: 11px">{}</div></div>',
         width,
         height,

@@ -283,11 +283,23 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"{overflow} px wider than a {width} px screen"
                 page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+            # The error's own page (from the dashboard's panel) and the front page, at both widths.
+            page.click("#errors a")
+            page.wait_for_url("**/admin/errors_app/errorinvestigation/*/change/")
+            assert page.locator("input[name=_triage_resolve]").count() == 1
+            page.screenshot(path=str(ARTIFACTS / "error-page.png"), full_page=True)
+            page.goto(f"{server.http_url}/")
+            assert "Healthy" in page.inner_text("#health")
+            for width in (1440, 420):
+                page.set_viewport_size({"width": width, "height": 900})
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"the front page is {overflow} px wider than a {width} px screen"
+                page.screenshot(path=str(ARTIFACTS / f"front-page-{width}.png"), full_page=True)
             assert problems == [], problems
         finally:
             browser.close()
-    for width in (1440, 420):
-        assert (ARTIFACTS / f"dashboard-{width}.png").stat().st_size > 10_000
+    for name in ("dashboard-1440", "dashboard-420", "error-page", "front-page-1440", "front-page-420"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 5_000
 
 
 async def test_a_staff_feed_joins_its_group_again_when_the_channel_layer_forgot_it(
