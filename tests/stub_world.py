@@ -85,7 +85,12 @@ def thinking_active(provider: str, payload: dict[str, Any]) -> bool:
 _TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$")
 
 
-def _tools_refusal(payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+# Tool types each API takes besides `function`: Moonshot's built-ins ($web_search), Z.ai's
+# web search and retrieval.
+_OTHER_TOOL_TYPES = {"kimi": ("builtin_function",), "glm": ("web_search", "retrieval")}
+
+
+def _tools_refusal(provider: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     """Both APIs check function definitions as the OpenAI API does: a malformed one is a 400."""
     tools = payload.get("tools")
     if tools is None:
@@ -93,11 +98,14 @@ def _tools_refusal(payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None
     if not isinstance(tools, list):
         return 400, error("Invalid type for 'tools': expected an array", "invalid_request_error")
     for index, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type") not in ("function", "builtin_function"):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind in _OTHER_TOOL_TYPES.get(provider, ()):
+            continue
+        if kind != "function":
             return 400, error(f"Invalid 'tools[{index}].type': expected 'function'", "invalid_request_error")
+        function = tool.get("function")
         name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str) or not (_TOOL_NAME.match(name) or name.startswith("$")):
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
             return 400, error(
                 f"Invalid 'tools[{index}].function.name': string does not match pattern", "invalid_request_error"
             )
@@ -107,7 +115,7 @@ def _tools_refusal(payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None
 def refusal(provider: str, payload: dict[str, Any], listed: list[str]) -> tuple[int, dict[str, Any]] | None:
     """The (status, body) a real provider answers this request with, or None when it serves it."""
     model = payload.get("model", "")
-    if (refused := _tools_refusal(payload)) is not None and model in listed:
+    if (refused := _tools_refusal(provider, payload)) is not None and model in listed:
         return refused
     if provider == "kimi":
         return _kimi_refusal(model, payload, listed)
