@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,12 +139,23 @@ def _summarize_in_python(
     return summaries
 
 
-def metrics_cleanup(*, before: datetime, batch: int = 10_000, dry_run: bool = False) -> int:
-    """Delete samples older than `before` in batches (short transactions on a big table); return how many."""
+def metrics_cleanup(
+    *,
+    before: datetime,
+    batch: int = 10_000,
+    dry_run: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete samples older than `before` in batches (short transactions on a big table); return how many.
+
+    `on_progress` hears how many each batch deleted."""
     old = LatencySample.objects.filter(created__lt=before)
     if dry_run:
         return old.count()
     deleted = 0
     while ids := list(old.values_list("pk", flat=True)[:batch]):
-        deleted += LatencySample.objects.filter(pk__in=ids).delete()[0]
+        done = LatencySample.objects.filter(pk__in=ids).delete()[0]
+        deleted += done
+        if on_progress is not None:
+            on_progress(done)
     return deleted

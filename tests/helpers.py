@@ -11,6 +11,14 @@ from channels.testing import WebsocketCommunicator
 
 from exai_site.asgi import application
 
+# The MCP handshake's first request, as a test client sends it.
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
 
 def communicator(
     path: str = "/ws", *, token: str | None = None, header: bool = False, **kwargs: Any

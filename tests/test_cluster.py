@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from tests.conftest import REDIS_URL, ServerProcess, database_url, provider_env
-from tests.helpers import wait_for
+from tests.helpers import MCP_INITIALIZE, wait_for
 from tools_app.client import ExaiClient
 from tools_app.throttle import Pool
 from tools_app.throttle.redis import RedisThrottle
@@ -270,16 +270,7 @@ async def test_an_mcp_cancel_sent_to_another_process_stops_the_call(
     async with httpx.AsyncClient(timeout=30) as http:
         hello = await http.post(
             f"{first.http_url}/mcp",
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            json=MCP_INITIALIZE,
             headers=auth,
         )
         session = {**auth, "Mcp-Session-Id": hello.headers["Mcp-Session-Id"]}

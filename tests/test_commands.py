@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.conftest import free_port
+from tests.helpers import MCP_INITIALIZE
 from tools_app.management.commands.mcp_stdio import serve_stdio
 
 pytestmark = pytest.mark.django_db
@@ -79,16 +80,7 @@ def test_setup_local_replaces_a_kept_token_that_is_about_to_expire(django_user_m
 async def test_the_stdio_bridge_answers_the_handshake_and_reports_an_unreachable_server() -> None:
     reader = asyncio.StreamReader()
     lines = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
+        MCP_INITIALIZE,
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "x"}}},
     ]

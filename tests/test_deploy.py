@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import REDIS_URL, ROOT, ServerProcess, database_url, free_port, provider_env
+from tests.helpers import MCP_INITIALIZE
 from tools_app.client import ExaiClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -89,16 +90,7 @@ async def test_an_mcp_call_and_a_ws_call_pass_through_nginx_to_two_server_proces
     async with httpx.AsyncClient(timeout=30) as http:
         hello = await http.post(
             f"{base}/mcp",
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            json=MCP_INITIALIZE,
             headers=headers,
         )
         assert hello.status_code == 200, hello.text

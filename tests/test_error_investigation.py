@@ -98,7 +98,7 @@ async def test_a_storm_of_one_error_from_a_tool_call_triggers_one_investigation(
         worker.cancel()
 
 
-def test_the_command_investigates_pending_errors_and_one_by_id(stub: Any) -> None:
+def test_the_command_investigates_pending_errors_and_one_by_id(stub: Any, capsys: Any) -> None:
     first, second = make_error("a"), make_error("b")
     out = StringIO()
     call_command("investigate_errors", "--pending", "--dry-run", stdout=out)
@@ -106,5 +106,6 @@ def test_the_command_investigates_pending_errors_and_one_by_id(stub: Any) -> Non
     assert ErrorInvestigation.objects.filter(status="pending").count() == 2
     call_command("investigate_errors", "--pending", stdout=out)
     assert ErrorInvestigation.objects.filter(status="investigated").count() == 2
+    assert "2/2" in capsys.readouterr().err  # tqdm's bar: done, rate, time left
     call_command("investigate_errors", "--id", str(second), stdout=out)
     assert len(stub.chat_requests()) == 3

@@ -6,15 +6,12 @@ from typing import Any
 import pytest
 from django.test import AsyncClient
 
+from tests.helpers import MCP_INITIALIZE
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 JSON_AND_SSE = "application/json, text/event-stream"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
+INITIALIZE = MCP_INITIALIZE
 
 
 async def post(body: Any, token: str | None, accept: str = "application/json", **headers: str) -> Any:

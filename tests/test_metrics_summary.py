@@ -120,7 +120,7 @@ def test_the_summary_costs_the_same_queries_for_one_group_or_many(admin_user: An
     assert len(many) == len(one)
 
 
-def test_cleanup_metrics_deletes_old_samples_in_batches_and_keeps_the_rest() -> None:
+def test_cleanup_metrics_deletes_old_samples_in_batches_and_keeps_the_rest(capsys: Any) -> None:
     from io import StringIO
 
     from django.core.management import call_command
@@ -132,6 +132,8 @@ def test_cleanup_metrics_deletes_old_samples_in_batches_and_keeps_the_rest() -> 
     assert "would delete 25 latency samples" in out.getvalue() and LatencySample.objects.count() == 30
     call_command("cleanup_metrics", "--older-than-days", "30", "--batch", "10", stdout=out)
     assert "deleted 25 latency samples" in out.getvalue()
+    progress = capsys.readouterr().err  # tqdm's bar, batch by batch
+    assert "100%" in progress and "25.0/25.0" in progress and "sample/s" in progress
     assert sorted(LatencySample.objects.values_list("total_latency_ms", flat=True)) == [26, 27, 28, 29, 30]
 
 

@@ -1,9 +1,11 @@
 """Run AI investigations of captured errors now, in this process."""
 
+import sys
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
 from errors_app.models import ErrorInvestigation
 from errors_app.services import error_investigate, error_mark_for_investigation
@@ -29,12 +31,18 @@ class Command(BaseCommand):
         async_to_sync(self.investigate_all)(ids, options["verbosity"])
 
     async def investigate_all(self, ids: list[int], verbosity: int) -> None:
-        for index, error_id in enumerate(ids, start=1):
-            ok = await error_investigate(error_id=error_id)
-            status = await ErrorInvestigation.objects.values_list("status", flat=True).aget(pk=error_id)
-            if verbosity >= 1:
-                style = self.style.SUCCESS if ok else self.style.WARNING
-                self.stdout.write(style(f"[{index}/{len(ids)}] error {error_id}: {status}"))
+        # Each investigation is a model call (seconds to minutes): a bar with rate and time left, on stderr.
+        bar = tqdm(total=len(ids), unit="error", desc="investigations", file=sys.stderr, disable=verbosity < 1)
+        try:
+            for index, error_id in enumerate(ids, start=1):
+                ok = await error_investigate(error_id=error_id)
+                status = await ErrorInvestigation.objects.values_list("status", flat=True).aget(pk=error_id)
+                bar.update(1)
+                if verbosity >= 1:
+                    style = self.style.SUCCESS if ok else self.style.WARNING
+                    self.stdout.write(style(f"[{index}/{len(ids)}] error {error_id}: {status}"))
+        finally:
+            bar.close()
 
     def selected(self, *, pending: bool, error_id: int | None) -> list[int]:
         if error_id is not None:

@@ -1,11 +1,14 @@
 """Delete latency samples older than a number of days, in batches."""
 
+import sys
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
+from tqdm import tqdm
 
+from metrics_app.models import LatencySample
 from metrics_app.services import metrics_cleanup
 
 
@@ -21,6 +24,20 @@ class Command(BaseCommand):
         if options["older_than_days"] < 0 or options["batch"] < 1:
             raise CommandError("--older-than-days must be >= 0 and --batch >= 1")
         before = timezone.now() - timedelta(days=options["older_than_days"])
-        count = metrics_cleanup(before=before, batch=options["batch"], dry_run=options["dry_run"])
+        bar = None
+        if not options["dry_run"] and options["verbosity"] >= 1:
+            # A big table deletes in many batches: a bar with rate and time left, on stderr.
+            total = LatencySample.objects.filter(created__lt=before).count()
+            bar = tqdm(total=total, unit="sample", desc="deleting", file=sys.stderr, unit_scale=True)
+        try:
+            count = metrics_cleanup(
+                before=before,
+                batch=options["batch"],
+                dry_run=options["dry_run"],
+                on_progress=bar.update if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(self.style.SUCCESS(f"{verb} {count:,} latency samples older than {before:%Y-%m-%d %H:%M}"))
