@@ -25,7 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+
+from exai_site.auth import NO_AUTHENTICATION, authenticate_token_or_say_why, token_from_headers
+from exai_site.origins import origin_allowed, scope_header
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +220,6 @@ class WebSocketEntry:
         self.routes: dict[str, Any] = {str(route.pattern): route.callback for route in routes}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        from channels.security.websocket import WebsocketDenier
-
-        from exai_site.auth import NO_AUTHENTICATION, authenticate_token_or_say_why, token_from_headers
-        from exai_site.origins import origin_allowed, scope_header
-
         # A page on a foreign origin is refused before its token is even looked at.
         if not origin_allowed(scope_header(scope, b"origin"), scope_header(scope, b"host")):
             return await WebsocketDenier()(scope, receive, send)

@@ -12,7 +12,13 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from exai_site.auth import Authentication, authenticate_session, reauthenticate, session_key_from_headers
+from exai_site.auth import (
+    NO_AUTHENTICATION,
+    Authentication,
+    authenticate_session,
+    reauthenticate,
+    session_key_from_headers,
+)
 from exai_site.sockets import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, socket_slot
 from tools_app.outages import unreachable_service
 
@@ -31,7 +37,7 @@ class StaffFeedConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        auth: Authentication = self.scope.get("auth") or Authentication(None)
+        auth: Authentication = self.scope.get("auth") or NO_AUTHENTICATION
         if auth.user is None and (session_key := session_key_from_headers(self.scope.get("headers", []))):
             auth = await database_sync_to_async(authenticate_session)(session_key)
         self.auth = auth

@@ -28,14 +28,13 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context, capture_exception
 from metrics_app.recorder import record_call
-from tools_app.circuit import Passage, RedisCircuitBreaker, get_circuit_breaker
+from tools_app.circuit import Passage, get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
 from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
-from tools_app.throttle import SlotWaits, get_throttle
+from tools_app.throttle import get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
-from tools_app.throttle.redis import RedisThrottle
 from tools_app.turns import MARKER_TTL_MS, keep_turn, turn_marker
 
 logger = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ class CallContext:
 
         The slots are those of `provider`, whatever the tool. An open circuit fails fast before
         any slot is taken; the outcome is counted as the slots are given back (with Redis, one
-        round trip in and one out: see `provider_work`). A reply that survived a fault (a
+        round trip in and one out: `Throttle.gated_slots`). A reply that survived a fault (a
         stream cut after some text) is returned, and its fault counted and captured like an error.
         """
         self.provider, self.model = provider.name, model or self.model
@@ -272,13 +271,15 @@ class CallContext:
         )
 
     @asynccontextmanager
-    async def provider_work(self, provider: str, passage: Passage | None = None) -> AsyncIterator[float]:
+    async def provider_work(self, provider: str, passage: Passage) -> AsyncIterator[float]:
         """Hold this call's slots (user, global, provider) around one piece of provider work,
-        behind the provider's circuit breaker when a `passage` is given.
+        behind the provider's circuit breaker (with Redis, one round trip in and one out).
 
         The waits and the work's own time land in the latency metrics; yields when the work started.
         """
-        async with self._slots(provider, passage) as waits:
+        async with get_throttle().gated_slots(
+            provider=provider, user_id=self.slot_owner, passage=passage, breaker=get_circuit_breaker()
+        ) as waits:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
@@ -287,25 +288,6 @@ class CallContext:
                 yield started
             finally:
                 self.processing_ms += (time.perf_counter() - started) * 1000
-
-    @asynccontextmanager
-    async def _slots(self, provider: str, passage: Passage | None) -> AsyncIterator[SlotWaits]:
-        throttle, breaker = get_throttle(), get_circuit_breaker()
-        if passage is not None and isinstance(throttle, RedisThrottle) and isinstance(breaker, RedisCircuitBreaker):
-            # Breaker and slots together: one Redis round trip in, one out.
-            async with throttle.gated_slots(
-                provider=provider, user_id=self.slot_owner, passage=passage, breaker=breaker
-            ) as waits:
-                yield waits
-            return
-        if passage is not None:
-            await breaker.enter(passage)
-        try:
-            async with throttle.slots(provider=provider, user_id=self.slot_owner) as waits:
-                yield waits
-        finally:
-            if passage is not None:
-                await breaker.leave(passage)
 
 
 @asynccontextmanager

@@ -68,52 +68,22 @@ def conversation_open(
     return conversation, turns
 
 
-def conversation_record_turn(
-    *,
-    user: AbstractBaseUser,
-    conversation: Conversation | None,
-    tool: str,
-    prompt: str,
-    reply: str,
-    provider: str,
-    model: str,
-    tokens_in: int,
-    tokens_out: int,
-    metadata: dict[str, Any],
-    thread_id: uuid.UUID | None = None,
-    again: bool = False,
-) -> Conversation:
-    """Append one answered turn, creating the thread (as `thread_id`, if given) on its first turn;
-    refresh its expiry. Written `again` after an outage, a first turn that did commit is not doubled."""
+def conversation_record_turn(*, thread_id: uuid.UUID, again: bool = False, **turn: Any) -> None:
+    """Append one answered turn (`conversations_record_turns`' fields) in a transaction of its own,
+    creating the thread as `thread_id` on its first turn. Written `again` after an outage, a
+    first turn that did commit is not doubled."""
     with transaction.atomic():
-        if conversation is None:
-            fields = {"owner": user, "tool": tool, "turn_count": 1, "expires_at": Conversation.fresh_expiry()}
-            thread_id = thread_id or uuid.uuid4()
-            if not again:  # the usual case: one INSERT, no look first
-                conversation = Conversation.objects.create(id=thread_id, **fields)
-            else:
-                conversation, created = Conversation.objects.get_or_create(id=thread_id, defaults=fields)
-                if not created:
-                    return conversation
-        else:
-            Conversation.objects.filter(pk=conversation.pk).update(
-                turn_count=F("turn_count") + 1, expires_at=Conversation.fresh_expiry(), updated=timezone.now()
-            )
-            conversation.turn_count += 1
-        common = {"conversation": conversation, "tool": tool, "provider": provider, "model": model}
-        Message.objects.bulk_create(
-            [
-                Message(role=Message.Role.USER, content=prompt, tokens=tokens_in, **common),
-                Message(role=Message.Role.ASSISTANT, content=reply, tokens=tokens_out, metadata=metadata, **common),
-            ]
-        )
-    return conversation
+        if again and turn["conversation"] is None and Conversation.objects.filter(pk=thread_id).exists():
+            return
+        conversations_record_turns([{"thread_id": thread_id, **turn}])
 
 
 def conversations_record_turns(turns: list[dict[str, Any]]) -> None:
-    """Append many answered turns at once (each as `conversation_record_turn`'s arguments, with
-    its `thread_id`): one INSERT for the new threads, one for all the messages, one UPDATE per
-    continued thread. All or nothing; the caller falls back to one turn at a time."""
+    """Append many answered turns at once — each `user`, `conversation` (None: a new thread, made
+    as `thread_id`), `tool`, `prompt`, `reply`, `provider`, `model`, `tokens_in`, `tokens_out`,
+    `metadata` — refreshing each thread's expiry: one INSERT for the new threads, one for all
+    the messages, one UPDATE per continued thread. All or nothing (tools_app/turns.py falls back
+    to `conversation_record_turn`, one turn at a time)."""
     created = [turn for turn in turns if turn["conversation"] is None]
     continued = [turn for turn in turns if turn["conversation"] is not None]
     with transaction.atomic():

@@ -101,9 +101,7 @@ class CallRegistry:
             else:
                 stored, claimed = await store.get(key), self.claims is None
             honour_cancellation()  # a cancel that came with the reply must not start the call
-            if stored is not None:
-                if claimed and self.claims is not None:
-                    await self.claims.release(key)
+            if stored is not None:  # (the claim script takes no claim when it finds a result)
                 return stored
             if running is None and claimed:
                 if _cancel_pending():  # the cancel came with the claim's reply: let the claim go
@@ -170,17 +168,11 @@ class CallRegistry:
             if outcome.get("error", {}).get("code") not in _NOT_REPLAYED:
                 # A store that is down is written later. With Redis, the claim goes in the same trip.
                 result = outcome
-                if claims is not None:
-                    if keeper is not None:
-                        keeper.cancel()
-                    released = True
-                    await now_or_later(
-                        f"store the result of call {running.key}", lambda: claims.store_and_release(running.key, result)
-                    )
-                else:
-                    await now_or_later(
-                        f"store the result of call {running.key}", lambda: idempotency_store().set(running.key, result)
-                    )
+                keep = claims.store_and_release if claims is not None else idempotency_store().set
+                if keeper is not None:
+                    keeper.cancel()
+                released = claims is not None
+                await now_or_later(f"store the result of call {running.key}", lambda: keep(running.key, result))
         except asyncio.CancelledError:
             from tools_app.services import interrupted_outcome
 
@@ -230,9 +222,6 @@ class RedisClaims:
     @staticmethod
     def _key(kind: str, key: str) -> str:
         return redis_key("call", kind, key)
-
-    async def claim(self, key: str) -> bool:
-        return bool(await get_redis().set(self._key("claim", key), self.owner, nx=True, px=CLAIM_TTL_MS))
 
     async def result_or_claim(
         self, key: str, rate: tuple[str, list[float]] | None

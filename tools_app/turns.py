@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import copy
 import functools
 import logging
 import uuid
@@ -65,7 +64,7 @@ _MARKER_POLL_S = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 @dataclass
 class PendingTurn:
-    """One answered turn waiting to be written: the arguments of `conversation_record_turn`."""
+    """One answered turn waiting to be written: the fields of `conversations_record_turns`."""
 
     thread_id: uuid.UUID
     fields: dict[str, Any]
@@ -244,7 +243,7 @@ async def keep_turn(
         thread = conversation
         thread.turn_count += 1
         thread.expires_at = Conversation.fresh_expiry()
-    turn = PendingTurn(thread_id, {"conversation": copy.copy(conversation), **fields})
+    turn = PendingTurn(thread_id, {"conversation": conversation, **fields})
     if settings.REDIS_URL:
         try:
             if not marked:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tools_app.circuit import CircuitBreaker, Passage
 from tools_app.throttle.adaptive import effective_limit
 
 
@@ -150,6 +151,20 @@ class Throttle(abc.ABC):
             waits.user_ms = user_ms + share_ms
             honour_cancellation()
             yield waits
+
+    @asynccontextmanager
+    async def gated_slots(
+        self, *, provider: str, user_id: Any, passage: Passage, breaker: CircuitBreaker
+    ) -> AsyncIterator[SlotWaits]:
+        """`slots` behind the provider's circuit breaker: admitted first (an open circuit raises
+        `provider_unavailable` holding nothing), the finished request counted after the slots
+        are given back. The Redis backend does both in its own round trips."""
+        await breaker.enter(passage)
+        try:
+            async with self.slots(provider=provider, user_id=user_id) as waits:
+                yield waits
+        finally:
+            await breaker.leave(passage)
 
     @asynccontextmanager
     async def conversation(self, thread_id: str) -> AsyncIterator[float]:

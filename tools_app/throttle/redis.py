@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tools_app.circuit import ADMIT_BODY, RECORD_BODY, Passage, RedisCircuitBreaker
+from tools_app.circuit import ADMIT_BODY, RECORD_BODY, CircuitBreaker, Passage, RedisCircuitBreaker
 from tools_app.outages import now_or_later
 from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
 from tools_app.throttle.base import (
@@ -330,25 +330,30 @@ class RedisThrottle(Throttle):
     @asynccontextmanager
     async def slots(self, *, provider: str, user_id: Any) -> AsyncIterator[SlotWaits]:
         """All the call's slots in one round trip when nobody waits for any of them; else in turn, fairly."""
-        async with self.gated_slots(provider=provider, user_id=user_id) as waits:
+        async with self._fast_slots(provider=provider, user_id=user_id, passage=None, breaker=None) as waits:
             yield waits
 
     @asynccontextmanager
     async def gated_slots(
-        self,
-        *,
-        provider: str,
-        user_id: Any,
-        passage: Passage | None = None,
-        breaker: RedisCircuitBreaker | None = None,
+        self, *, provider: str, user_id: Any, passage: Passage, breaker: CircuitBreaker
     ) -> AsyncIterator[SlotWaits]:
-        """`slots`, behind the circuit breaker when given a `passage`: one round trip each way
-        when nobody waits (never overtaking a waiter).
+        """`slots` behind the circuit breaker in one round trip each way when nobody waits: the
+        way in admits the request (a refusal raises holding nothing) and takes every slot, the way
+        out gives them back and counts the finished request's outcome."""
+        if not isinstance(breaker, RedisCircuitBreaker):  # a breaker of this process alone
+            async with super().gated_slots(provider=provider, user_id=user_id, passage=passage, breaker=breaker) as w:
+                yield w
+            return
+        async with self._fast_slots(provider=provider, user_id=user_id, passage=passage, breaker=breaker) as waits:
+            yield waits
 
-        The way in admits the request (raising the breaker's refusal, with no slot taken) and
-        takes every slot; the way out gives them back and counts the finished request's
-        outcome. When someone waits for a slot, the request queues fairly, pool by pool, and
-        its outcome is counted on its own."""
+    @asynccontextmanager
+    async def _fast_slots(
+        self, *, provider: str, user_id: Any, passage: Passage | None, breaker: RedisCircuitBreaker | None
+    ) -> AsyncIterator[SlotWaits]:
+        """One script in (with the breaker's admission when given a `passage`) and one out, never
+        overtaking a waiter: when someone waits for a slot, the request queues fairly, pool by
+        pool, and its outcome is counted on its own."""
         pools = call_pools(provider=provider, user_id=user_id)
         keys = [_Keys(pool) for pool in pools]
         base = f"{self._prefix}-{uuid.uuid4().hex[:12]}"

@@ -41,12 +41,15 @@ class LocalFileError(Exception):
     """A path in the arguments that this machine cannot read."""
 
 
-def _is_file_id(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
+def _is_path(item: Any) -> bool:
+    """Whether a file argument names a path (not a file id, a URL or a data URL)."""
+    if not isinstance(item, str) or item.startswith(("data:", "http://", "https://")):
         return False
-    return True
+    try:
+        uuid.UUID(item)
+    except ValueError:
+        return True
+    return False
 
 
 def hashed_local_file(item: str) -> tuple[Path, str]:
@@ -84,22 +87,22 @@ class RemoteToolBackend:
         self.http_url = f"{scheme}://{parts.netloc}"
 
     async def local_files(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """`arguments` with every local path uploaded and replaced by its file id."""
+        """`arguments` with every local path uploaded and replaced by its file id (unchanged, with
+        no trip to the server, when they name none)."""
+        named = {key: value for key in _FILE_LISTS if isinstance(value := arguments.get(key), list)}
+        named |= {key: [value] for key in _FILE_ONE if isinstance(value := arguments.get(key), str)}
+        if not any(_is_path(item) for items in named.values() for item in items):
+            return arguments
         changed = dict(arguments)
         async with httpx.AsyncClient(
             base_url=self.http_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=300
         ) as http:
-            for key in _FILE_LISTS:
-                if isinstance(arguments.get(key), list):
-                    changed[key] = [await self._as_id(http, item) for item in arguments[key]]
-            for key in _FILE_ONE:
-                if isinstance(arguments.get(key), str):
-                    changed[key] = await self._as_id(http, arguments[key])
+            for key, items in named.items():
+                ids = [await self._as_id(http, item) if _is_path(item) else item for item in items]
+                changed[key] = ids if key in _FILE_LISTS else ids[0]
         return changed
 
-    async def _as_id(self, http: httpx.AsyncClient, item: Any) -> Any:
-        if not isinstance(item, str) or _is_file_id(item) or item.startswith(("data:", "http://", "https://")):
-            return item
+    async def _as_id(self, http: httpx.AsyncClient, item: str) -> str:
         path, digest = await asyncio.to_thread(hashed_local_file, item)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         held = await http.post(

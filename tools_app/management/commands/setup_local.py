@@ -82,12 +82,10 @@ class Command(BaseCommand):
         if token is None:
             token = issue_access_token(user, options["days"], label=LABEL)
             keep_token(path, token)
-            expires = parsed(token)["exp"]
             self.stdout.write(f"New access token for {user.username!r}, kept in {path}:")
         else:
-            expires = parsed(token)["exp"]
             self.stdout.write(f"Access token for {user.username!r} (the one issued before, from {path}):")
-        until = datetime.fromtimestamp(expires, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        until = datetime.fromtimestamp(parsed(token)["exp"], tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         self.stdout.write(f"{token}\n(valid until {until}; `manage.py revoke_token {user.username}` withdraws it)\n")
         host = "127.0.0.1" if options["host"] in ("0.0.0.0", "::", "") else options["host"]
         self.stdout.write(
