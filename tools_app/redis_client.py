@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
@@ -64,3 +65,21 @@ def redis_script(text: str) -> Any:
     if script is None:
         script = scripts[text] = client.register_script(text)
     return script
+
+
+async def channel_messages(channel: str, client: Any = None, poll_s: float = 1.0) -> AsyncIterator[Any]:
+    """The data of each message published to `channel`, as they come.
+
+    redis-py's pubsub can swallow a cancellation that lands while it reads (the task then
+    waits on forever); this loop reads with a timeout and checks `Task.cancelling()` after
+    each read, so a cancelled listener stops within `poll_s` whatever redis-py did with it.
+    """
+    task = asyncio.current_task()
+    async with (client or get_redis()).pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(channel)
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s)
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            if message is not None:
+                yield message["data"]

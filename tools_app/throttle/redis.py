@@ -32,7 +32,7 @@ from django.conf import settings
 
 from tools_app.circuit import ADMIT_BODY, RECORD_BODY, CircuitBreaker, Passage, RedisCircuitBreaker
 from tools_app.outages import now_or_later
-from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key
+from tools_app.redis_client import LUA_NOW_MS, channel_messages, get_redis, redis_key
 from tools_app.throttle.base import (
     Overloaded,
     Pool,
@@ -452,11 +452,8 @@ class RedisThrottle(Throttle):
 
     async def _listen(self) -> None:
         try:
-            async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(self.channel)
-                async for message in pubsub.listen():
-                    name = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
-                    self._wake_one(name)
+            async for data in channel_messages(self.channel, self.redis):
+                self._wake_one(data.decode() if isinstance(data, bytes) else str(data))
         except asyncio.CancelledError:
             raise
         except Exception:
