@@ -299,6 +299,12 @@ EXAI_USER_PROVIDER_SHARE = env_float("EXAI_USER_PROVIDER_SHARE", 0.5, minimum=0.
 # silent provider fails first with its own `timeout` (checked by exai.E004).
 EXAI_TOOL_TIMEOUT_S = env_float("EXAI_TOOL_TIMEOUT_S", 900.0, minimum=1.0)
 EXAI_HEARTBEAT_S = env_float("EXAI_HEARTBEAT_S", 4.0, minimum=0.05)
+# MCP over HTTP: a tools/call stream's events are kept this long after the last one, so a client
+# that lost the stream resumes it (GET /mcp with Last-Event-ID); the call goes on without a
+# reader for the grace, then is cancelled; clients are told to wait EXAI_MCP_SSE_RETRY_MS first.
+EXAI_MCP_STREAM_TTL_S = env_float("EXAI_MCP_STREAM_TTL_S", 900.0, minimum=1.0)
+EXAI_MCP_RESUME_GRACE_S = env_float("EXAI_MCP_RESUME_GRACE_S", 30.0, minimum=0.0)
+EXAI_MCP_SSE_RETRY_MS = env_int("EXAI_MCP_SSE_RETRY_MS", 1000, minimum=0)
 # On SIGTERM: how long calls in flight may take to finish before they are cancelled.
 EXAI_DRAIN_S = env_float("EXAI_DRAIN_S", 20.0, minimum=0.0)
 # Off when something else owns the process's signals (tests, an embedding server).

@@ -6,4 +6,6 @@ class FilesAppConfig(AppConfig):
     verbose_name = "Files"
 
     def ready(self) -> None:
-        from files_app import signals  # noqa: F401  (connects the reference-count receiver)
+        from files_app import resources, signals  # noqa: F401  (connects the receivers)
+
+        resources.register()  # the caller's files as MCP resources

@@ -23,6 +23,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 @pytest.fixture
 def cluster_env(stub: Any, redis_settings: Any) -> dict[str, str]:
+    return cluster_environment(stub, redis_settings)
+
+
+def cluster_environment(stub: Any, redis_settings: Any) -> dict[str, str]:
+    """What a cluster's server processes run with: Redis under a prefix of this test's own."""
     settings = redis_settings
     prefix = f"exai-cluster-{uuid.uuid4().hex[:8]}"
     # The test process reads the same Redis keys as the servers.

@@ -103,7 +103,8 @@ async def test_an_mcp_call_and_a_ws_call_pass_through_nginx_to_two_server_proces
         }
         answer = await http.post(f"{base}/mcp", json=call, headers=session)
     assert answer.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")]
+    # (The stream's priming event carries an id and empty data: it is no message.)
+    events = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ") and line[6:]]
     assert any(event.get("method") == "notifications/progress" for event in events)
     assert "through nginx" in events[-1]["result"]["content"][0]["text"]
 

@@ -119,23 +119,6 @@ async def test_an_error_in_a_rest_call_is_recorded_with_no_socket_to_flush_it(
     assert await recorded() == 1
 
 
-async def test_closing_an_mcp_http_stream_cancels_the_call(server: ServerProcess, token: str, stub: Any) -> None:
-    call = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "chat", "arguments": {"prompt": "[[stub:delay=5]]"}},
-    }
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
-    async with (
-        httpx.AsyncClient(base_url=server.http_url, headers=headers) as client,
-        client.stream("POST", "/mcp", json=call) as response,
-    ):
-        assert response.headers["content-type"] == "text/event-stream"
-        await wait_for(lambda: stub.in_flight == 1, timeout=5)
-    await wait_for(lambda: stub.aborted == 1, timeout=5)
-
-
 def run_sdk_client(*args: str) -> dict[str, Any]:
     if not MCP_CLIENT_PYTHON:
         pytest.skip("EXAI_MCP_CLIENT_PYTHON is not set (make test sets it to the mcp 2.x client venv)")
@@ -167,6 +150,20 @@ def assert_full_session(report: dict[str, Any], version: str) -> None:
     assert workflow["required_actions"] and workflow["final_is_error"] is False and workflow["final_provider"]
     assert report["bad_arguments"]["is_error"] is True
     assert report["unknown_tool"] == {"raised": True, "error": "Unknown tool: no_such_tool", "code": -32602}
+    # A full MCP citizen: prompts (one per tool), completion, logging, the caller's resources.
+    assert set(report["prompts"]) == set(report["tools"])
+    assert "EXAI `codereview` tool for this task: the cache layer" in report["codereview_prompt"]
+    assert "glm-4.6" in report["model_completion"] and all("glm" in value for value in report["model_completion"])
+    thread = f"exai://threads/{chat['continuation_id']}"
+    assert thread in report["resources"]
+    assert "hello from the sdk" in report["thread_text"] and "stub reply from glm-4.6" in report["thread_text"]
+
+
+def assert_resources_watched(report: dict[str, Any]) -> None:
+    thread = report["chat"]["continuation_id"]
+    assert report["templates"] == ["exai://threads/{thread_id}", "exai://files/{file_id}"]
+    assert report["thread_completion"] == [thread]
+    assert report["updated"] == ["ResourceUpdated", f"exai://threads/{thread}"]
 
 
 @pytest.mark.parametrize(("mode", "version"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
@@ -177,6 +174,7 @@ async def test_the_official_sdk_over_streamable_http(
         run_sdk_client, "--mode", mode, "--url", f"{server.http_url}/mcp", "--token", token
     )
     assert_full_session(report, version)
+    assert_resources_watched(report)
 
 
 async def test_the_official_sdk_asks_about_a_file_uploaded_over_rest(

@@ -22,8 +22,9 @@ async def post(body: Any, token: str | None, accept: str = "application/json", *
 
 
 async def sse_messages(response: Any) -> list[dict[str, Any]]:
+    """The messages of an SSE body (the priming event's empty data is none)."""
     body = b"".join([chunk async for chunk in response.streaming_content]).decode()
-    return [json.loads(line.removeprefix("data: ")) for line in body.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ") and line[6:].strip()]
 
 
 async def test_a_request_without_a_valid_token_is_401_with_a_bearer_challenge() -> None:
@@ -72,9 +73,14 @@ async def test_delete_ends_the_session(token: str) -> None:
     assert (await client.delete("/mcp", headers={**auth, "Mcp-Session-Id": session})).status_code == 404
 
 
-async def test_get_is_405_because_the_server_offers_no_standalone_stream(token: str) -> None:
-    response = await AsyncClient().get("/mcp", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 405 and response["Allow"] == "POST, DELETE"
+async def test_get_needs_a_session_or_a_stream_to_resume_and_other_methods_are_405(token: str) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    bare = await AsyncClient().get("/mcp", headers={**auth, "Accept": "text/event-stream"})
+    assert bare.status_code == 400 and "Mcp-Session-Id" in bare.json()["error"]["message"]
+    json_only = await AsyncClient().get("/mcp", headers={**auth, "Accept": "application/json"})
+    assert json_only.status_code == 406
+    put = await AsyncClient().put("/mcp", headers=auth)
+    assert put.status_code == 405 and put["Allow"] == "POST, GET, DELETE"
 
 
 async def test_a_tool_call_accepting_sse_streams_progress_then_the_result(token: str) -> None:

@@ -39,7 +39,13 @@ async def test_initialize_negotiates_a_handshake_revision(token: str, asked: str
     )
     assert reply["result"]["protocolVersion"] == agreed
     assert reply["result"]["serverInfo"]["name"] == "exai"
-    assert reply["result"]["capabilities"] == {"tools": {"listChanged": False}}
+    assert reply["result"]["capabilities"] == {
+        "tools": {"listChanged": False},
+        "prompts": {"listChanged": False},
+        "resources": {"subscribe": True, "listChanged": True},
+        "completions": {},
+        "logging": {},
+    }
     await comm.send_json_to({"jsonrpc": "2.0", "method": "notifications/initialized"})
     assert (await rpc(comm, "ping", id=2)) == {"jsonrpc": "2.0", "id": 2, "result": {}}
     await comm.disconnect()
@@ -114,7 +120,7 @@ async def test_tool_failures_are_results_with_is_error(token: str, arguments: di
         (json.dumps({"id": 1, "method": "ping"}), -32600),
         (json.dumps({"jsonrpc": "2.0", "id": {"x": 1}, "method": "ping"}), -32600),
         (json.dumps({"jsonrpc": "2.0", "id": 1, "method": 5}), -32600),
-        (json.dumps({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}), -32601),
+        (json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage"}), -32601),
         (json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [1]}), -32602),
         (
             json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "chat", "arguments": 5}}),

@@ -6,9 +6,10 @@ class ToolsAppConfig(AppConfig):
     verbose_name = "AI tools"
 
     def ready(self) -> None:
-        from tools_app import lifecycle
+        from tools_app import lifecycle, thread_resources
         from tools_app.housekeeping import start_housekeeping
         from tools_app.turns import flush_turns
 
+        thread_resources.register()  # the caller's threads as MCP resources
         lifecycle.on_new_loop(start_housekeeping)
         lifecycle.on_shutdown(flush_turns)  # a clean stop keeps every answered turn

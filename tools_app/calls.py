@@ -35,15 +35,19 @@ from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
 from tools_app.throttle import get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
+from tools_app.throttle.base import SlotWaits
 from tools_app.turns import MARKER_TTL_MS, keep_turn, turn_marker
 
 logger = logging.getLogger(__name__)
 
 TextCallback = Callable[[str], Awaitable[None]]
+LogCallback = Callable[[str, str, str], Awaitable[None]]  # (level, logger, message), MCP's log levels
 T = TypeVar("T")
 
 # Waits for a rate-limited provider: its Retry-After, else these, for at most this many tries.
 _RATE_LIMIT_WAITS_S = (1.0, 2.0, 4.0, 8.0)
+# A throttle wait at least this long is told to the caller (CallContext.log).
+THROTTLE_LOG_MS = 100.0
 # Of a tool's deadline, what is kept back to store a cut answer in its thread and reply:
 # this long, or a tenth of a shorter deadline.
 _DEADLINE_MARGIN_S = 1.0
@@ -78,6 +82,7 @@ class CallContext:
     on_progress: TextCallback | None = None
     on_stream: TextCallback | None = None
     on_reasoning: TextCallback | None = None
+    on_log: LogCallback | None = None
     # Whose per-user slots provider requests hold; the user's id unless a background job names itself.
     owner: Any = None
     # The call's deadline (seconds) and when it passes (perf_counter), so a provider request
@@ -127,6 +132,11 @@ class CallContext:
         if self.on_progress is not None:
             await self.on_progress(message)
 
+    async def log(self, level: str, provider: str, message: str) -> None:
+        """Tell the caller how its call goes (MCP clients get it as a log message), never a secret."""
+        if self.on_log is not None:
+            await self.on_log(level, f"exai.{provider}", message)
+
     async def provider_request(
         self, provider: Provider, work: Callable[[], Awaitable[T]], *, model: str | None = None, operation: str = "chat"
     ) -> T:
@@ -154,7 +164,14 @@ class CallContext:
                     passage.finish(fault)
             except ProviderError as exc:
                 if not passage.finished:  # the open circuit refused it: no request was made
+                    await self.log("error", provider.name, exc.message)
                     raise
+                if passage.probe:
+                    await self.log(
+                        "warning",
+                        provider.name,
+                        f"{provider.label} failed its circuit's probe ({exc.code}): the circuit opens again",
+                    )
                 capture_exception(
                     exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
                 )
@@ -164,8 +181,17 @@ class CallContext:
                 if wait is None:
                     raise
                 await self.progress(f"{provider.label} is rate limiting; trying again in {wait:.1f}s")
+                await self.log(
+                    "warning",
+                    provider.name,
+                    f"{provider.label} answered 429; trying again in {wait:.1f}s",
+                )
                 await asyncio.sleep(wait)
                 continue
+            if passage.probe:
+                await self.log(
+                    "notice", provider.name, f"{provider.label} passed its circuit's probe: the circuit closes"
+                )
             if fault is not None:
                 capture_exception(fault, context={"status": fault.status, "operation": operation})
             self.thread_marked = self.thread_marked or passage.marked
@@ -283,11 +309,27 @@ class CallContext:
             self.user_sem_wait_ms += waits.user_ms
             self.global_sem_wait_ms += waits.global_ms
             self.provider_sem_wait_ms += waits.provider_ms
+            if passage.probe:
+                await self.log("notice", provider, f"{passage.label}'s circuit is half-open: this request is its probe")
+            await self._log_waits(provider, waits)
             started = time.perf_counter()
             try:
                 yield started
             finally:
                 self.processing_ms += (time.perf_counter() - started) * 1000
+
+    async def _log_waits(self, provider: str, waits: SlotWaits) -> None:
+        parts = [
+            f"{ms / 1000:.1f}s for {what}"
+            for ms, what in (
+                (waits.user_ms, "your own calls' slot"),
+                (waits.global_ms, "a server-wide slot"),
+                (waits.provider_ms, f"a {provider} slot"),
+            )
+            if ms >= THROTTLE_LOG_MS
+        ]
+        if parts:
+            await self.log("info", provider, "throttled: waited " + ", ".join(parts))
 
 
 @asynccontextmanager

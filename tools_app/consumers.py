@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -23,6 +23,7 @@ from metrics_app import live
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
+from tools_app.mcp_resources import listen_for_changes
 from tools_app.outages import unreachable_service
 from tools_app.ratelimit import RateLimited, frame_limiter
 from tools_app.resume import Emit, call_registry
@@ -380,15 +381,29 @@ class McpConsumer(LayerlessConsumer):
         self.server = McpServer(backend, unauthorized_reason=reason)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        # Changes to the user's threads and files, told as the session asked (resources/subscribe),
+        # watched from the session's first resources request on.
+        self.stop_watching: Callable[[], None] | None = None
+        self.server.on_resources_used = self._watch_resources
         self.frames = frame_limiter()
         subprotocols = self.scope.get("subprotocols") or []
         await accept_into_lifecycle(self, subprotocol="mcp" if "mcp" in subprotocols else None)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if self.stop_watching is not None:
+            self.stop_watching()
         self.server.cancel_all()
         for task in list(self.tasks):
             task.cancel()
+
+    def _watch_resources(self) -> None:
+        if self.stop_watching is None and self.auth.user is not None:
+            self.stop_watching = listen_for_changes(self.auth.user.pk, self._resource_changed)
+
+    async def _resource_changed(self, uri: str, change: str) -> None:
+        for note in self.server.resource_notifications(uri, change):
+            await self.send_message(note)
 
     async def send_message(self, message: dict[str, Any]) -> None:
         if not self.closing:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
 from tools_app.providers.base import ChatMessage
+from tools_app.thread_resources import thread_changed
 
 
 def conversation_owned(*, user: AbstractBaseUser, continuation_id: str) -> Conversation:
@@ -124,6 +125,10 @@ def conversations_record_turns(turns: list[dict[str, Any]]) -> None:
                 ),
             ]
         Message.objects.bulk_create(messages)
+        new_threads = {thread.pk for thread in threads}
+        for turn in turns:
+            thread = turn["conversation"]
+            thread_changed(thread.owner_id, thread.pk, "created" if thread.pk in new_threads else "updated")
 
 
 def conversation_record_step(
@@ -135,6 +140,7 @@ def conversation_record_step(
     Step 1 starts a new run of the tool; a later step continues the thread's latest run
     of it. `backtrack_from_step` first drops that step and every later one of the run.
     """
+    run_is_new_thread = conversation is None
     with transaction.atomic():
         if conversation is None:
             conversation = Conversation.objects.create(
@@ -174,6 +180,7 @@ def conversation_record_step(
             tool=tool,
             metadata={"workflow": tool, "run": run, "step_number": step["step_number"], "step": step},
         )
+        thread_changed(conversation.owner_id, conversation.pk, "created" if run_is_new_thread else "updated")
         steps = [
             {**metadata["step"], "run": run}
             for metadata in conversation.messages.filter(metadata__run=run).values_list("metadata", flat=True)

@@ -9,17 +9,20 @@ from functools import cache
 from typing import Any, NotRequired, TypedDict
 
 import jsonschema
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from errors_app.capture import call_context
 from errors_app.fingerprint import scrub
 from metrics_app.recorder import record_call
+from tools_app import mcp_resources
+from tools_app.calls import LogCallback
 from tools_app.circuit import get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
 from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
-from tools_app.providers import ProviderError, all_providers, configured_providers
+from tools_app.providers import ProviderError, all_providers, catalogue_models, configured_providers, model_aliases
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
 from tools_app.streaming import DeltaCoalescer
@@ -27,7 +30,7 @@ from tools_app.throttle import Overloaded, get_throttle
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
 from tools_app.tools.context import FILE_ADVICE
-from tools_app.turns import thread_ready, unmark_later
+from tools_app.turns import flush_turns, thread_ready, unmark_later
 
 logger = logging.getLogger(__name__)
 
@@ -138,17 +141,24 @@ async def tool_call(
     on_progress: TextCallback | None = None,
     on_stream: TextCallback | None = None,
     on_reasoning: TextCallback | None = None,
+    on_log: LogCallback | None = None,
 ) -> CallOutcome:
     """Run one tool call to completion and return its outcome; never raise except on cancellation.
 
     `on_stream` gets the answer's text as the model streams it, `on_reasoning` a thinking
-    model's reasoning (never part of the answer).
+    model's reasoning (never part of the answer), `on_log` what the caller may want to know
+    of how the call went (level, logger, message): provider retries, throttle waits, circuits.
     """
     lifecycle = get_lifecycle()
     if lifecycle.draining:
         return shutting_down_outcome()
     ctx = CallContext(
-        user=user, request_id=request_id, on_progress=on_progress, on_stream=on_stream, on_reasoning=on_reasoning
+        user=user,
+        request_id=request_id,
+        on_progress=on_progress,
+        on_stream=on_stream,
+        on_reasoning=on_reasoning,
+        on_log=on_log,
     )
     task = asyncio.current_task()
     if task is not None:
@@ -308,13 +318,48 @@ class McpProgress:
 
 
 class LocalToolBackend:
-    """MCP's view of this server's own tools, on behalf of one authenticated user."""
+    """MCP's view of this server's own tools and the user's resources, on behalf of one
+    authenticated user."""
 
     def __init__(self, user: AbstractBaseUser) -> None:
         self.user = user
 
     async def list_tools(self) -> list[dict[str, Any]]:
         return tool_descriptors()
+
+    async def complete_argument(self, name: str, value: str) -> list[str]:
+        if name == "model":
+            names = [*model_aliases()]
+            for provider in configured_providers():
+                names += [spec.name for spec in await catalogue_models(provider)]
+            return list(dict.fromkeys(names))
+        if name == "continuation_id":
+            await flush_turns()  # a thread answered a moment ago is offered too
+            return await database_sync_to_async(mcp_resources.complete_ids)(self.user, "threads", value)
+        if name in ("files", "file"):
+            # A comma-separated list: complete its last item, keeping what comes before.
+            head, _, last = value.rpartition(",")
+            ids = await database_sync_to_async(mcp_resources.complete_ids)(self.user, "files", last.strip())
+            return [f"{head}, {ident}" if head else ident for ident in ids] if head else ids
+        return []
+
+    async def list_resources(self, cursor: str | None) -> dict[str, Any]:
+        await flush_turns()  # the threads this process answered a moment ago are listed too
+        return await database_sync_to_async(mcp_resources.list_resources)(self.user, cursor)
+
+    async def resource_templates(self) -> list[dict[str, Any]]:
+        return [kind.template() for kind in mcp_resources.RESOURCE_KINDS.values()]
+
+    async def read_resource(self, uri: str) -> dict[str, Any]:
+        await flush_turns()
+        return await database_sync_to_async(mcp_resources.read_resource)(self.user, uri)
+
+    def watch_resources(self, on_change: Any) -> Any:
+        return mcp_resources.listen_for_changes(self.user.pk, on_change)
+
+    async def complete_resource(self, uri_template: str, variable: str, value: str) -> list[str]:
+        await flush_turns()
+        return await database_sync_to_async(mcp_resources.complete_variable)(self.user, uri_template, variable, value)
 
     async def call_tool(
         self,
@@ -323,6 +368,7 @@ class LocalToolBackend:
         *,
         request_id: str,
         on_progress: TextCallback | None,
+        on_log: LogCallback | None = None,
     ) -> dict[str, Any]:
         progress = McpProgress(on_progress) if on_progress is not None else None
         try:
@@ -334,6 +380,7 @@ class LocalToolBackend:
                 on_progress=progress.status if progress is not None else None,
                 on_stream=progress.answer if progress is not None else None,
                 on_reasoning=progress.reasoning.push if progress is not None else None,
+                on_log=on_log,
             )
         finally:
             if progress is not None:

@@ -2,8 +2,11 @@
 
 Claude Desktop and Claude Code launch MCP servers as processes and speak JSON-RPC
 over stdin/stdout, one message per line. This bridge answers the protocol itself
-(handshake, discovery, ping) and forwards tools/list and tools/call. stdout carries
-only protocol messages; diagnostics go to stderr.
+(handshake, discovery, ping, prompts, logging/setLevel) and forwards tools/list and
+tools/call over the WebSocket; resources and completion are forwarded to the server's
+`POST /mcp` as stateless requests. stdout carries only protocol messages; diagnostics go
+to stderr. Resource subscriptions are not offered: the bridge holds no stream on which
+the server could announce a change.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import httpx
 from django.core.management.base import BaseCommand, CommandParser
 
 from tools_app.client import ExaiClient, ExaiClientError
-from tools_app.mcp_protocol import McpServer, parse_frame
+from tools_app.mcp_protocol import MODERN_VERSIONS, VERSION_META_KEY, McpServer, RpcError, parse_frame
 from tools_app.services import McpProgress
 
 logger = logging.getLogger("exai.mcp_stdio")
@@ -118,6 +121,54 @@ class RemoteToolBackend:
             raise LocalFileError(f"{item}: the upload was refused ({sent.status_code}: {sent.text[:200]}).")
         return sent.json()["id"]
 
+    # Resources and completion: the server's own MCP endpoint answers, stateless.
+    watches_resources = False
+
+    async def _forward(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": method,
+            "params": {**params, "_meta": {VERSION_META_KEY: MODERN_VERSIONS[-1]}},
+        }
+        try:
+            async with httpx.AsyncClient(
+                base_url=self.http_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60
+            ) as http:
+                reply = (await http.post("/mcp", json=request, headers={"Accept": "application/json"})).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RpcError(-32603, f"{method} at {self.http_url}/mcp failed: {exc}") from None
+        if "error" in reply:
+            error = reply["error"]
+            raise RpcError(error.get("code", -32603), error.get("message", "error"), error.get("data"))
+        result = dict(reply.get("result") or {})
+        result.pop("resultType", None)
+        return result
+
+    def watch_resources(self, on_change: Any) -> Any:
+        raise NotImplementedError("the bridge does not watch resources (watches_resources is False)")
+
+    async def list_resources(self, cursor: str | None) -> dict[str, Any]:
+        return await self._forward("resources/list", {"cursor": cursor} if cursor else {})
+
+    async def resource_templates(self) -> list[dict[str, Any]]:
+        return (await self._forward("resources/templates/list", {})).get("resourceTemplates", [])
+
+    async def read_resource(self, uri: str) -> dict[str, Any]:
+        return await self._forward("resources/read", {"uri": uri})
+
+    async def complete_resource(self, uri_template: str, variable: str, value: str) -> list[str]:
+        params = {"ref": {"type": "ref/resource", "uri": uri_template}, "argument": {"name": variable, "value": value}}
+        return (await self._forward("completion/complete", params))["completion"]["values"]
+
+    async def complete_argument(self, name: str, value: str) -> list[str]:
+        # Prompts are made alike on both sides; any prompt with that argument completes it the same.
+        prompt = {"model": "chat", "continuation_id": "chat", "files": "chat", "file": "smart_file_query"}.get(name)
+        if prompt is None:
+            return []
+        params = {"ref": {"type": "ref/prompt", "name": prompt}, "argument": {"name": name, "value": value}}
+        return (await self._forward("completion/complete", params))["completion"]["values"]
+
     async def client(self) -> ExaiClient:
         async with self._lock:
             if self._client is None or not self._client.connected:
@@ -134,7 +185,7 @@ class RemoteToolBackend:
         return await (await self.client()).list_tools()
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], *, request_id: str, on_progress: Any
+        self, name: str, arguments: dict[str, Any], *, request_id: str, on_progress: Any, on_log: Any = None
     ) -> dict[str, Any]:
         try:
             arguments = await self.local_files(arguments)
