@@ -52,6 +52,24 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
 
 
 @pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> Iterator[None]:
+    """Users made by the tests get MD5 password hashes: PBKDF2 costs about half a second of CPU
+    per user here, a few minutes over the suite. Server subprocesses keep the real hashers, so a
+    user who logs in to one (the dashboard's browser test) is given a PBKDF2 hash explicitly."""
+    from django.test import override_settings
+
+    fast = override_settings(
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        ]
+    )
+    fast.enable()
+    yield
+    fast.disable()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def drop_samples_at_exit() -> Iterator[None]:
     yield
     # The last test's latency samples would otherwise be flushed at exit, into a test database

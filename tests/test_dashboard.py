@@ -220,7 +220,12 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
 
     server = quiet_server
 
-    django_user_model.objects.create_superuser("ops", password="ops-password-123")
+    from django.contrib.auth.hashers import make_password
+
+    # The server process checks the password with the real hashers (tests/conftest.py).
+    ops = django_user_model.objects.create_superuser("ops")
+    ops.password = make_password("ops-password-123", hasher="pbkdf2_sha256")
+    ops.save(update_fields=["password"])
     headers = {"Authorization": f"Bearer {access_token(user)}"}
     for prompt in ("one", "two", "three [[stub:status=500]]"):
         httpx.post(f"{server.http_url}/api/tools/chat/call/", json={"arguments": {"prompt": prompt}}, headers=headers)

@@ -140,6 +140,7 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponse | StreamingHttpResp
         # The database or Redis (sessions live in the cache) is away: come back in a moment.
         if (service := unreachable_service(exc)) is None:
             raise
+        logger.warning("MCP request answered 503: %s is unreachable (%s: %s)", service, type(exc).__name__, exc)
         return _rpc_error(503, OVERLOADED, unreachable_message(service), Retry_After=str(int(RETRY_AFTER_S)))
 
 
