@@ -105,22 +105,7 @@ DATABASES = {
         DATABASE_URL, conn_max_age=env_int("EXAI_DB_CONN_MAX_AGE_S", 300, minimum=0), conn_health_checks=True
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A pool per process instead of persistent connections: under ASGI each HTTP request runs
-    # its database work in a thread of its own, and a persistent connection stayed with that
-    # finished thread until garbage collection, so concurrent requests opened connections
-    # until PostgreSQL refused more (Django ticket #33497). Pooled, a request or a /ws call
-    # takes a connection and gives it back when it is done.
-    # Django checks a connection as it is taken (one round trip), so one the database dropped
-    # in a restart is replaced instead of failing its request; with the database away, a
-    # request waits EXAI_DB_POOL_TIMEOUT_S for one, then counts it unreachable (a 503).
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": env_int("EXAI_DB_POOL_SIZE", 16, minimum=1),
-        "timeout": env_float("EXAI_DB_POOL_TIMEOUT_S", 2.0, minimum=0.1),
-    }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the server's writers and readers overlap; the timeout rides out short write locks.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
