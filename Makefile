@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/providers.py
 	$(BIN)/python benchmarks/hardening.py
 	$(BIN)/python benchmarks/connections.py
+	$(BIN)/python benchmarks/mcp_streams.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
