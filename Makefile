@@ -61,9 +61,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/connections.py
 	$(BIN)/python benchmarks/mcp_streams.py
 
+# ruff, and the layer contract in pyproject.toml (import-linter: no cycles, the core imports no feature app).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy exai_site tools_app files_app errors_app metrics_app

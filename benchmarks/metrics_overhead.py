@@ -1,8 +1,9 @@
 """Metrics: what recording costs a call, and what summaries and the dashboard cost at scale.
 
 Prints, nothing asserted:
-  * record_call on the caller's path, microseconds (first target: < 100 us p50), with the
-    writer thread flushing in the background;
+  * recording a call on the caller's path (the core's `call_finished`, which metrics_app
+    observes), microseconds (first target: < 100 us p50), with the writer thread flushing
+    in the background;
   * /api/metrics/summary/ over 1,000,000 samples in the window (first target on PostgreSQL:
     < 500 ms), overall and grouped by tool, provider and model;
   * the dashboard with that data: the page itself and one live snapshot.
@@ -54,23 +55,26 @@ def setup(database_url: str) -> None:
 
 
 def recording_cost(rounds: int = 20_000) -> list[float]:
-    from metrics_app.recorder import buffer, record_call
+    from metrics_app.recorder import buffer
+    from tools_app.observers import CallSample, call_finished
 
     metrics = {"total_latency_ms": 12.5, "global_sem_wait_ms": 0.1, "provider_sem_wait_ms": 0.2, "processing_ms": 10.0}
     costs = []
     for index in range(rounds):
         started = time.perf_counter()
-        record_call(
-            tool="chat",
-            user_id=1,
-            request_id=f"bench-{index}",
-            status="ok",
-            metrics=metrics,
-            provider="kimi",
-            model="kimi-k2.6",
-            ttft_ms=3.0,
-            tokens_in=100,
-            tokens_out=50,
+        call_finished(  # what the core does at the end of a call: metrics_app records it
+            CallSample(
+                tool="chat",
+                user_id=1,
+                request_id=f"bench-{index}",
+                status="ok",
+                metrics=metrics,
+                provider="kimi",
+                model="kimi-k2.6",
+                ttft_ms=3.0,
+                tokens_in=100,
+                tokens_out=50,
+            )
         )
         costs.append((time.perf_counter() - started) * 1e6)
     buffer.flush()
@@ -155,7 +159,7 @@ def main() -> None:
 
     print(f"database: {connection.vendor} ({database_url.split('@')[-1]})")
     costs = recording_cost()
-    print("record_call on the caller's path, microseconds      p50       p95       p99")
+    print("recording a call, on its path, microseconds       p50       p95       p99")
     print("  buffer + Prometheus series            {:9.1f} {:9.1f} {:9.1f}".format(*percentiles(costs)))
 
     started = time.perf_counter()

@@ -25,8 +25,8 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
+    from tools_app.context_window import estimate_tokens
     from tools_app.services import tool_descriptors
-    from tools_app.tools.context import estimate_tokens
 
     print("\ntools/list per profile      tools     bytes   est. tokens")
     for profile in ("lean", "standard", "full"):

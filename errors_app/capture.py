@@ -15,36 +15,21 @@ import logging
 import threading
 import traceback
 from collections import deque
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from errors_app.fingerprint import fingerprint, innermost_project_frame, normalize_message, project_file, scrub
+from errors_app.fingerprint import fingerprint, innermost_project_frame, normalize_message, project_file
+from errors_app.occurrences import Pending
+from exai_site.redaction import scrub
+from tools_app.observers import call_context
 
 logger = logging.getLogger(__name__)
 
-# What the current call is about (tool, provider, model, request id), for the error's context.
-call_context: ContextVar[dict[str, Any] | None] = ContextVar("exai_call_context", default=None)
 
 _RECENT_LINES = 20
 _recent: deque[str] = deque(maxlen=_RECENT_LINES)
-
-
-@dataclass
-class Pending:
-    error_hash: str
-    error_type: str
-    message: str
-    location: str
-    context: dict[str, Any]
-    first_at: datetime
-    last_at: datetime
-    count: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _pending: dict[str, Pending] = {}
@@ -209,7 +194,7 @@ def flush_errors() -> list[Any]:
     merged with any captured meanwhile) for the next flush, which is scheduled again.
     """
     from errors_app.services import error_record_occurrences
-    from tools_app.outages import unreachable_service
+    from exai_site.outages import unreachable_service
 
     batch = take_pending()
     recorded = []
@@ -243,8 +228,10 @@ def _put_back(unwritten: list[Pending]) -> None:
 
 
 def install() -> None:
-    """Flush on shutdown and bind each new server loop (called from the app's ready())."""
-    from tools_app import lifecycle
+    """Capture the core's provider failures, flush on shutdown and bind each new server loop
+    (called from the app's ready())."""
+    from tools_app import lifecycle, observers
 
+    observers.on_failure(lambda exc, context: capture_exception(exc, context=context))
     lifecycle.on_new_loop(bind_loop)
     lifecycle.on_shutdown(flush_and_dispatch)

@@ -20,8 +20,8 @@ from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from errors_app.capture import Pending
 from errors_app.models import ErrorHourlyCount, ErrorInvestigation
+from errors_app.occurrences import Pending
 
 logger = logging.getLogger(__name__)
 
@@ -300,3 +300,28 @@ async def error_investigate(*, error_id: int) -> bool:
         outcome["investigation_duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         await database_sync_to_async(ErrorInvestigation.objects.filter(pk=error_id).update)(**outcome)
     return outcome["status"] == Status.INVESTIGATED
+
+
+def errors_wanting_a_look(limit: int = 8) -> list[dict[str, Any]]:
+    """Unresolved errors that want a look: new, escalating or regressed, latest first."""
+    wanted = [
+        ErrorInvestigation.Substatus.NEW,
+        ErrorInvestigation.Substatus.ESCALATING,
+        ErrorInvestigation.Substatus.REGRESSED,
+    ]
+    rows = (
+        ErrorInvestigation.objects.filter(triage=ErrorInvestigation.Triage.UNRESOLVED, substatus__in=wanted)
+        .order_by("-last_occurrence_at")
+        .values("id", "error_type", "error_message", "occurrence_count", "substatus", "last_occurrence_at")[:limit]
+    )
+    return [
+        {
+            "id": row["id"],
+            "type": row["error_type"],
+            "message": row["error_message"][:160],
+            "count": row["occurrence_count"],
+            "substatus": row["substatus"],
+            "last": row["last_occurrence_at"].isoformat(),
+        }
+        for row in rows
+    ]

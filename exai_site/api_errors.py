@@ -33,7 +33,7 @@ _CODES = {
 def _from_django(exc: Exception) -> Exception:
     """Django's refusals of a request body, and an unreachable database or Redis, as the API errors
     they are (not an HTML 400 and an ERROR log, not a 500)."""
-    from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+    from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 
     if (service := unreachable_service(exc)) is not None:
         unavailable = exceptions.Throttled(wait=RETRY_AFTER_S, detail=unreachable_message(service))

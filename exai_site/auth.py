@@ -90,7 +90,7 @@ def reauthenticate(auth: Authentication) -> Authentication:
     With the database away the socket keeps what it had (checked again next time): a restart
     of the database must not log everyone out.
     """
-    from tools_app.outages import unreachable_service
+    from exai_site.outages import unreachable_service
 
     try:
         return authenticate_session(auth.session_key) if auth.session_key else authenticate_token(auth.token)
@@ -109,7 +109,7 @@ def session_key_from_headers(headers: list[tuple[bytes, bytes]] | Any) -> str | 
 
 def authenticate_token_or_say_why(raw: str | None) -> Authentication:
     """authenticate_token, with an unreachable database said as the reason rather than raised."""
-    from tools_app.outages import unreachable_message, unreachable_service
+    from exai_site.outages import unreachable_message, unreachable_service
 
     try:
         return authenticate_token(raw)

@@ -84,21 +84,3 @@ def check_limits(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
             )
         )
     return problems
-
-
-@register(Tags.compatibility)
-def check_tool_names(app_configs: Any, **kwargs: Any) -> list[Warning]:
-    from tools_app.tools import REGISTRY
-
-    problems = []
-    for variable in ("EXAI_ENABLED_TOOLS", "EXAI_DISABLED_TOOLS"):
-        unknown = [name for name in getattr(settings, variable) if name not in REGISTRY]
-        if unknown:
-            problems.append(
-                Warning(
-                    f"{variable} names tools this server does not have: {', '.join(unknown)}.",
-                    hint=f"Tools are: {', '.join(REGISTRY)}.",
-                    id="exai.W003",
-                )
-            )
-    return problems

@@ -40,11 +40,15 @@ from typing import Any
 
 from django.conf import settings
 
+from exai_site.redaction import scrub
 from exai_site.sockets import FRAME_LIMIT_EXTENSION
+from exai_site.text import upload_too_large_message
 
 DAPHNE_DEFAULT_LIMIT = 1024 * 1024
 DAPHNE_DEFAULT_BODY_CHUNK = 8192
 BODY_CHUNK = 1024 * 1024
+# A multipart body carries boundaries and part headers beside the file itself.
+MULTIPART_SLACK = 64 * 1024
 
 
 def install() -> None:
@@ -93,8 +97,6 @@ def install() -> None:
 def _scrub_access_log() -> None:
     """Keep tokens out of daphne's access log (`?token=` on a WebSocket URL), which bypasses logging."""
     from daphne.access import AccessLogGenerator
-
-    from errors_app.fingerprint import scrub
 
     write_entry = AccessLogGenerator.write_entry
 
@@ -208,8 +210,6 @@ def _adapt_requests() -> None:
     """No multipart parsing by Twisted; 413 for a body over the upload limit, from its headers or as it arrives."""
     from daphne.http_protocol import WebRequest
 
-    from files_app.uploads import MULTIPART_SLACK, UploadTooLarge
-
     request_init, got_length, process = WebRequest.__init__, WebRequest.gotLength, WebRequest.process
     handle_content_chunk = WebRequest.handleContentChunk
 
@@ -220,7 +220,7 @@ def _adapt_requests() -> None:
 
     def refuse(self: Any) -> None:
         """Answer 413 and hang up: the rest of the body is never read, what was spooled is let go."""
-        message = str(UploadTooLarge().detail)
+        message = upload_too_large_message(settings.EXAI_MAX_UPLOAD_BYTES)
         body = json.dumps({"error": {"code": "too_large", "message": message, "details": None}}).encode()
         self._exai_refused = True
         spooled, self.content = getattr(self, "content", None), _Discard()

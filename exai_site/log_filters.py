@@ -2,7 +2,7 @@
 
 import logging
 
-from errors_app.fingerprint import scrub
+from exai_site.redaction import scrub
 
 
 class RedactSecrets(logging.Filter):

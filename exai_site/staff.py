@@ -19,8 +19,8 @@ from exai_site.auth import (
     reauthenticate,
     session_key_from_headers,
 )
+from exai_site.outages import unreachable_service
 from exai_site.sockets import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, socket_slot
-from tools_app.outages import unreachable_service
 
 CLOSE_FORBIDDEN = 4403
 

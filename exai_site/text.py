@@ -35,3 +35,16 @@ def clean_decoded(decoded: Any, raw: str | bytes) -> Any:
     """What `json.loads(raw)` returned, cleaned only when the text could have spelled a surrogate."""
     pattern = _ESCAPED_UNSTORABLE_BYTES if isinstance(raw, bytes | bytearray) else _ESCAPED_UNSTORABLE
     return storable_text(decoded) if pattern.search(raw) else decoded  # type: ignore[arg-type]
+
+
+def human_size(size: int) -> str:
+    """A byte count as people say it: 512 bytes, 48 KB, 20 MB (binary multiples, as the limits are set)."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.4g} {unit}"
+    return f"{size:,} bytes"
+
+
+def upload_too_large_message(limit: int) -> str:
+    """What a caller is told of an upload over the limit (the REST upload and the server's 413)."""
+    return f"the upload is over the limit of {human_size(limit)} ({limit:,} bytes)."

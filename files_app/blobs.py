@@ -24,15 +24,9 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from exai_site.text import human_size
+
 CHUNK_BYTES = 1024 * 1024
-
-
-def human_size(size: int) -> str:
-    """A byte count as people say it: 512 bytes, 48 KB, 20 MB (binary multiples, as the limits are set)."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.4g} {unit}"
-    return f"{size:,} bytes"
 
 
 class FileTooLarge(Exception):

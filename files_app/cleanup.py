@@ -28,7 +28,7 @@ from files_app.models import CleanupRun, ProviderFileUpload, StoredFile
 from files_app.services import PROVIDER_NAME_PREFIX
 from tools_app.calls import CallContext, background_call
 from tools_app.providers import Provider, ProviderError, get_provider
-from tools_app.providers.base import ProviderFile
+from tools_app.providers.types import ProviderFile
 
 BATCH = 100
 ProgressCallback = Callable[[int, int], None]

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from files_app.blobs import human_size
+from exai_site.text import human_size
 
 
 class StoredFileQuerySet(models.QuerySet["StoredFile"]):

@@ -19,9 +19,10 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from exai_site.text import human_size
 from files_app.blobs import (
     HashedBlob,
     blob_delete,
@@ -29,9 +30,8 @@ from files_app.blobs import (
     blob_local_path,
     blob_open,
     blob_place,
-    human_size,
 )
-from files_app.models import FileReference, ProviderFileUpload, StoredFile
+from files_app.models import CleanupRun, FileReference, ProviderFileUpload, StoredFile
 from tools_app.errors import ToolError
 from tools_app.providers import Provider, ProviderError
 
@@ -330,11 +330,6 @@ async def file_prompt_text(*, reference: FileReference, provider: Provider, call
     return await provider_copy_text(reference=reference, provider=provider, caller=caller)
 
 
-def file_prompt_block(name: str, text: str) -> str:
-    """One file as a model sees it: fenced by its name so several files stay apart."""
-    return f"--- file: {name} ---\n{text}\n--- end of file: {name} ---"
-
-
 def reference_for_provider_copy(*, owner: Any, provider: str, provider_file_id: str) -> FileReference | None:
     """The caller's reference that was sent to `provider` as that copy, or None.
 
@@ -362,3 +357,25 @@ def file_ingest_text(*, owner: Any, text: str, name: str) -> FileReference:
         name=name,
         content_type="text/plain; charset=utf-8",
     )
+
+
+def files_status() -> dict[str, Any]:
+    """What is kept (live blobs, their bytes, the unreferenced ones) and the last real cleanup."""
+    stored = StoredFile.objects.live().aggregate(
+        blobs=Count("id"), bytes=Sum("size"), unreferenced=Count("id", filter=Q(ref_count=0))
+    )
+    last_cleanup = CleanupRun.objects.filter(dry_run=False).order_by("-created").first()
+    return {
+        "blobs": stored["blobs"],
+        "bytes": stored["bytes"] or 0,
+        "unreferenced": stored["unreferenced"],
+        "last_cleanup": None
+        if last_cleanup is None
+        else {
+            "at": last_cleanup.created.isoformat(),
+            "status": last_cleanup.status,
+            "blobs_removed": last_cleanup.blobs_removed,
+            "bytes_freed": last_cleanup.bytes_freed,
+            "provider_copies_deleted": last_cleanup.provider_copies_deleted,
+        },
+    }

@@ -9,10 +9,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from rest_framework.exceptions import APIException
 
-from files_app.blobs import CHUNK_BYTES, BlobWriter, FileTooLarge, HashedBlob, human_size
-
-# A multipart body carries boundaries and part headers beside the file itself.
-MULTIPART_SLACK = 64 * 1024
+from exai_site.daphne_limits import MULTIPART_SLACK
+from exai_site.text import upload_too_large_message
+from files_app.blobs import CHUNK_BYTES, BlobWriter, FileTooLarge, HashedBlob
 
 
 class UploadTooLarge(APIException):
@@ -20,8 +19,7 @@ class UploadTooLarge(APIException):
     default_code = "too_large"
 
     def __init__(self) -> None:
-        limit = settings.EXAI_MAX_UPLOAD_BYTES
-        super().__init__(f"the upload is over the limit of {human_size(limit)} ({limit:,} bytes).")
+        super().__init__(upload_too_large_message(settings.EXAI_MAX_UPLOAD_BYTES))
 
 
 class TooManyFiles(APIException):

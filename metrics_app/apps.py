@@ -6,7 +6,11 @@ class MetricsAppConfig(AppConfig):
     verbose_name = "Metrics"
 
     def ready(self) -> None:
-        from metrics_app.recorder import flush_on_shutdown
-        from tools_app import lifecycle
+        from metrics_app.recorder import flush_on_shutdown, record_call
+        from metrics_app.tools import TOOLS
+        from tools_app import lifecycle, observers
+        from tools_app.tools import register_tools
 
+        register_tools(TOOLS)
+        observers.on_call(record_call)  # one latency sample per call the core finishes
         lifecycle.on_shutdown(flush_on_shutdown)  # a clean stop loses no sample

@@ -25,16 +25,15 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, F, Max, Q, Sum
+from django.db.models import Avg, Count, F, Max, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from files_app.models import CleanupRun, StoredFile
-from metrics_app import live
 from metrics_app.models import LatencySample
 from metrics_app.services import PercentileCont, metrics_summary, percentile
+from tools_app.health import health_snapshot, status_parts
 from tools_app.lifecycle import get_lifecycle
-from tools_app.services import health_snapshot
+from tools_app.observers import frames
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +81,6 @@ def _database_part(now: Any) -> dict[str, Any]:
     start = int(since.replace(second=0, microsecond=0).timestamp()) + 60
     minutes = list(range(start, start + SERIES_MINUTES * 60, 60))
     calls = per_minute["calls"]
-    stored = StoredFile.objects.live().aggregate(
-        blobs=Count("id"), bytes=Sum("size"), unreferenced=Count("id", filter=Q(ref_count=0))
-    )
-    last_cleanup = CleanupRun.objects.filter(dry_run=False).order_by("-created").first()
     hour = timedelta(hours=1)
     return {
         "series": {
@@ -102,54 +97,14 @@ def _database_part(now: Any) -> dict[str, Any]:
         },
         # The page shows total latency only: one sort of the window per grouping, not six.
         "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False)["groups"],
-        "errors": _recent_errors(),
         "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False)["groups"],
-        "files": {
-            "blobs": stored["blobs"],
-            "bytes": stored["bytes"] or 0,
-            "unreferenced": stored["unreferenced"],
-            "last_cleanup": None
-            if last_cleanup is None
-            else {
-                "at": last_cleanup.created.isoformat(),
-                "status": last_cleanup.status,
-                "blobs_removed": last_cleanup.blobs_removed,
-                "bytes_freed": last_cleanup.bytes_freed,
-                "provider_copies_deleted": last_cleanup.provider_copies_deleted,
-            },
-        },
+        # What the feature apps provide: files kept, errors that want a look (tools_app/health.py).
+        **status_parts(),
     }
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def _recent_errors(limit: int = 8) -> list[dict[str, Any]]:
-    """Unresolved errors that want a look: new, escalating or regressed, latest first."""
-    from errors_app.models import ErrorInvestigation
-
-    wanted = [
-        ErrorInvestigation.Substatus.NEW,
-        ErrorInvestigation.Substatus.ESCALATING,
-        ErrorInvestigation.Substatus.REGRESSED,
-    ]
-    rows = (
-        ErrorInvestigation.objects.filter(triage=ErrorInvestigation.Triage.UNRESOLVED, substatus__in=wanted)
-        .order_by("-last_occurrence_at")
-        .values("id", "error_type", "error_message", "occurrence_count", "substatus", "last_occurrence_at")[:limit]
-    )
-    return [
-        {
-            "id": row["id"],
-            "type": row["error_type"],
-            "message": row["error_message"][:160],
-            "count": row["occurrence_count"],
-            "substatus": row["substatus"],
-            "last": row["last_occurrence_at"].isoformat(),
-        }
-        for row in rows
-    ]
 
 
 def _rss_bytes() -> int:
@@ -165,10 +120,10 @@ class _Rates:
 
     def __init__(self) -> None:
         self.at = time.monotonic()
-        self.counts = dict(live.frames)
+        self.counts = dict(frames)
 
     def take(self) -> dict[str, float]:
-        now, counts = time.monotonic(), dict(live.frames)
+        now, counts = time.monotonic(), dict(frames)
         elapsed = max(now - self.at, 1e-3)
         rates = {
             f"frames_{d}_per_s": round((counts.get(d, 0) - self.counts.get(d, 0)) / elapsed, 2) for d in ("in", "out")

@@ -22,8 +22,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from tools_app.health import health_snapshot
 from tools_app.lifecycle import get_lifecycle
-from tools_app.services import health_snapshot
 
 CHECK_TIMEOUT_S = 2.0
 

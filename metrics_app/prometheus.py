@@ -109,7 +109,7 @@ def observe(sample: LatencySample) -> None:
 
 async def render() -> tuple[bytes, str]:
     """The exposition text, with the gauges read now."""
-    from tools_app.services import health_snapshot
+    from tools_app.health import health_snapshot
 
     health = await health_snapshot()
     throttle = health["throttle"]

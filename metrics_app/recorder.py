@@ -12,17 +12,16 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from exai_site.outages import unreachable_service
 from exai_site.text import storable_text
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
-from tools_app.outages import unreachable_service
+from tools_app.observers import CallSample
 
 logger = logging.getLogger(__name__)
 
@@ -116,44 +115,30 @@ buffer = SampleBuffer()
 atexit.register(buffer.flush)
 
 
-def record_call(
-    *,
-    tool: str,
-    user_id: Any,
-    request_id: str,
-    status: str,
-    metrics: Mapping[str, Any],
-    provider: str | None,
-    model: str | None,
-    ttft_ms: float | None = None,
-    tokens_in: int = 0,
-    tokens_out: int = 0,
-    bytes_in: int = 0,
-    bytes_out: int = 0,
-    cache_hit: bool = False,
-) -> None:
+def record_call(call: CallSample) -> None:
     """Buffer one call's sample and count it in Prometheus; never raises into the call."""
     try:
+        metrics = call.metrics
         total = metrics["total_latency_ms"]
         waits = sum(metrics.get(part, 0.0) for part in _WAITS)
         sample = LatencySample(
-            tool=storable_text(tool[:64]),
-            provider=provider or "",
-            model=storable_text(model or ""),
-            user_id=user_id if isinstance(user_id, int) else None,
-            request_id=storable_text(str(request_id)[:200]),
-            status=status,
+            tool=storable_text(call.tool[:64]),
+            provider=call.provider or "",
+            model=storable_text(call.model or ""),
+            user_id=call.user_id if isinstance(call.user_id, int) else None,
+            request_id=storable_text(str(call.request_id)[:200]),
+            status=call.status,
             total_latency_ms=total,
             global_sem_wait_ms=metrics.get("global_sem_wait_ms", 0.0),
             provider_sem_wait_ms=metrics.get("provider_sem_wait_ms", 0.0),
             processing_ms=metrics.get("processing_ms", 0.0),
-            ttft_ms=ttft_ms,
+            ttft_ms=call.ttft_ms,
             overhead_ms=max(0.0, total - waits - metrics.get("processing_ms", 0.0)),
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            cache_hit=cache_hit,
+            tokens_in=call.tokens_in,
+            tokens_out=call.tokens_out,
+            bytes_in=call.bytes_in,
+            bytes_out=call.bytes_out,
+            cache_hit=call.cache_hit,
             created=timezone.now(),
         )
         buffer.add(sample)

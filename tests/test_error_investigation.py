@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from errors_app import services
-from errors_app.capture import Pending
 from errors_app.models import ErrorInvestigation
+from errors_app.occurrences import Pending
 from tests.helpers import call, connected, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

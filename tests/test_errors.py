@@ -9,9 +9,10 @@ import pytest
 from django.utils import timezone
 
 from errors_app import services
-from errors_app.capture import Pending, capture_exception, flush_errors
+from errors_app.capture import capture_exception, flush_errors
 from errors_app.fingerprint import fingerprint
 from errors_app.models import ErrorInvestigation
+from errors_app.occurrences import Pending
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,8 +8,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from errors_app import services
-from errors_app.capture import Pending, capture_exception
+from errors_app.capture import capture_exception
 from errors_app.models import ErrorInvestigation
+from errors_app.occurrences import Pending
 from tests.conftest import access_token
 from tests.helpers import communicator
 

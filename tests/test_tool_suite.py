@@ -16,10 +16,10 @@ from files_app.blobs import blob_from_chunks
 from files_app.services import file_ingest
 from tests.conftest import ServerProcess, access_token, database_url, provider_env
 from tests.helpers import call, communicator, metadata, run
+from tools_app.context_window import estimate_tokens, fit_history
 from tools_app.models import Conversation, Message
-from tools_app.providers.base import ModelSpec
+from tools_app.providers.types import ModelSpec
 from tools_app.services import tool_descriptors
-from tools_app.tools.context import estimate_tokens, fit_history
 from tools_app.turns import flush_turns
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ class ToolsAppConfig(AppConfig):
     verbose_name = "AI tools"
 
     def ready(self) -> None:
-        from tools_app import lifecycle, thread_resources
+        from tools_app import checks, lifecycle, thread_resources  # noqa: F401  (checks registers the system checks)
         from tools_app.housekeeping import start_housekeeping
         from tools_app.turns import flush_turns
 

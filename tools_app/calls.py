@@ -26,13 +26,12 @@ from typing import Any, TypedDict, TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from errors_app.capture import call_context, capture_exception
-from metrics_app.recorder import record_call
 from tools_app.circuit import Passage, get_circuit_breaker
 from tools_app.errors import ToolError
+from tools_app.observers import CallSample, call_context, call_finished, provider_failed
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
-from tools_app.providers.base import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.providers.replies import ReplyCollector
+from tools_app.providers.types import ChatMessage, ModelSpec, ThinkingMode
 from tools_app.throttle import get_throttle
 from tools_app.throttle.adaptive import provider_rate_limited
 from tools_app.throttle.base import SlotWaits
@@ -172,9 +171,7 @@ class CallContext:
                         provider.name,
                         f"{provider.label} failed its circuit's probe ({exc.code}): the circuit opens again",
                     )
-                capture_exception(
-                    exc, context={"status": exc.status, "retryable": exc.retryable, "operation": operation}
-                )
+                provider_failed(exc, {"status": exc.status, "retryable": exc.retryable, "operation": operation})
                 if exc.status == 429:
                     provider_rate_limited(provider.name)  # fewer requests at once, for a while
                 wait = self._rate_limit_wait(exc, attempt)
@@ -193,7 +190,7 @@ class CallContext:
                     "notice", provider.name, f"{provider.label} passed its circuit's probe: the circuit closes"
                 )
             if fault is not None:
-                capture_exception(fault, context={"status": fault.status, "operation": operation})
+                provider_failed(fault, {"status": fault.status, "operation": operation})
             self.thread_marked = self.thread_marked or passage.marked
             return result
         raise AssertionError("itertools.count() never ends")  # for the type checker
@@ -358,17 +355,19 @@ async def background_call(operation: str) -> AsyncIterator[CallContext]:
         status = "internal"
         raise
     finally:
-        record_call(
-            tool=operation,
-            user_id=None,
-            request_id=ctx.request_id,
-            status=status,
-            metrics=ctx.latency_metrics(),
-            provider=ctx.provider,
-            model=ctx.model,
-            ttft_ms=ctx.ttft_ms,
-            tokens_in=ctx.tokens_in,
-            tokens_out=ctx.tokens_out,
+        call_finished(
+            CallSample(
+                tool=operation,
+                user_id=None,
+                request_id=ctx.request_id,
+                status=status,
+                metrics=ctx.latency_metrics(),
+                provider=ctx.provider,
+                model=ctx.model,
+                ttft_ms=ctx.ttft_ms,
+                tokens_in=ctx.tokens_in,
+                tokens_out=ctx.tokens_out,
+            )
         )
 
 

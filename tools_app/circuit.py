@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tools_app.outages import now_or_later
+from exai_site.outages import now_or_later
 from tools_app.providers.base import ProviderError
 from tools_app.redis_client import LUA_NOW_MS, redis_key, redis_script
 

@@ -17,21 +17,21 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from exai_site.auth import NO_AUTHENTICATION, Authentication, authenticate_token, reauthenticate
+from exai_site.outages import unreachable_service
 from exai_site.sockets import CLOSE_TOO_MANY, socket_slot
 from exai_site.text import clean_decoded
-from metrics_app import live
+from tools_app.health import health_snapshot
 from tools_app.idempotency import idempotency_key
 from tools_app.lifecycle import CLOSE_SERVICE_RESTART, get_lifecycle
 from tools_app.mcp_protocol import INVALID_REQUEST, OVERLOADED, McpServer, error_response, parse_frame
 from tools_app.mcp_resources import listen_for_changes
-from tools_app.outages import unreachable_service
+from tools_app.observers import frames
 from tools_app.ratelimit import RateLimited, frame_limiter
 from tools_app.resume import Emit, call_registry
 from tools_app.services import (
     LocalToolBackend,
     error_outcome,
     failure_outcome,
-    health_snapshot,
     interrupted_outcome,
     rate_limited_outcome,
     tool_call,
@@ -120,7 +120,7 @@ class ExaiConsumer(LayerlessConsumer):
     async def send_json(self, payload: dict[str, Any]) -> None:
         if self.closing:
             return
-        live.frames["out"] += 1
+        frames["out"] += 1
         text = json.dumps(payload)
         try:
             await self.send(text_data=text)
@@ -142,7 +142,7 @@ class ExaiConsumer(LayerlessConsumer):
         await self.send_json(payload)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        live.frames["in"] += 1
+        frames["in"] += 1
         refused = frames_refused(self)
         message, problem = self._decode(text_data, bytes_data)
         op = message.get("op")
@@ -407,11 +407,11 @@ class McpConsumer(LayerlessConsumer):
 
     async def send_message(self, message: dict[str, Any]) -> None:
         if not self.closing:
-            live.frames["out"] += 1
+            frames["out"] += 1
             await self.send(text_data=json.dumps(message))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        live.frames["in"] += 1
+        frames["in"] += 1
         refused = frames_refused(self)
         message, error = self._decode(text_data, bytes_data)
         if refused is not None:

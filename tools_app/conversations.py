@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
-from tools_app.providers.base import ChatMessage
+from tools_app.providers.types import ChatMessage
 from tools_app.thread_resources import thread_changed
 
 

@@ -39,6 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 from exai_site.auth import authenticate_token, token_from_headers
 from exai_site.cache import owned_key
 from exai_site.origins import origin_allowed
+from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.mcp_protocol import (
     INVALID_REQUEST,
     OVERLOADED,
@@ -50,7 +51,6 @@ from tools_app.mcp_protocol import (
 )
 from tools_app.mcp_resources import listen_for_changes
 from tools_app.mcp_streams import UnknownStream, event_id, get_event_log, parse_event_id
-from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from tools_app.redis_client import channel_messages, get_redis, redis_key
 from tools_app.services import LocalToolBackend
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol, runtime_checkable
 
 from exai_site.text import clean_decoded
@@ -171,9 +172,14 @@ def ranked(values: list[str], typed: str) -> dict[str, Any]:
     return {"values": found[:COMPLETION_VALUES], "total": len(found), "hasMore": len(found) > COMPLETION_VALUES}
 
 
-def server_info() -> dict[str, str]:
-    from tools_app.tools.version import server_version
+def server_version() -> str:
+    try:
+        return version("exai")
+    except PackageNotFoundError:
+        return "0+unknown"
 
+
+def server_info() -> dict[str, str]:
     return {"name": "exai", "title": "EXAI", "version": server_version()}
 
 

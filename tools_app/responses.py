@@ -19,15 +19,12 @@ from django.conf import settings
 from django.core.cache import cache
 
 from exai_site.cache import owned_key
-from tools_app.outages import now_or_later, unreachable_service
+from exai_site.outages import now_or_later, unreachable_service
+from tools_app.context_window import estimate_tokens
+from tools_app.reply_rest import store_rest
 from tools_app.tools.base import Tool, ToolResult
-from tools_app.tools.context import estimate_tokens
 
 _BOUNDARIES = ("\n\n", "\n", ". ", " ")
-
-
-def _rest_key(user_id: Any, thread_id: str) -> str:
-    return owned_key(f"u{user_id}", f"{settings.EXAI_REDIS_PREFIX}:rest:{thread_id}")
 
 
 def split_at_boundary(text: str, max_tokens: int) -> tuple[str, str]:
@@ -59,21 +56,6 @@ async def cut_long_reply(result: ToolResult, user_id: Any) -> ToolResult:
     )
     metadata = {**result.metadata, "continuation_id": thread_id, "truncated": True}
     return ToolResult(head + note, metadata)
-
-
-async def store_rest(user_id: Any, thread_id: str, rest: str) -> None:
-    timeout = int(settings.EXAI_CONVERSATION_TTL_HOURS * 3600)
-    await now_or_later(
-        "keep the rest of a long reply", lambda: cache.aset(_rest_key(user_id, thread_id), rest, timeout)
-    )
-
-
-async def take_rest(user_id: Any, thread_id: str) -> str | None:
-    key = _rest_key(user_id, thread_id)
-    rest = await cache.aget(key)
-    if rest is not None:
-        await cache.adelete(key)
-    return rest
 
 
 def cache_key(tool: Tool, user_id: Any, arguments: dict[str, Any]) -> str | None:

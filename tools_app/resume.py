@@ -28,8 +28,8 @@ from typing import Any
 
 from django.conf import settings
 
+from exai_site.outages import now_or_later
 from tools_app.idempotency import idempotency_store
-from tools_app.outages import now_or_later
 from tools_app.ratelimit import GCRA_BODY, counted_ms, user_call_rate
 from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key, redis_script
 from tools_app.throttle.base import honour_cancellation

@@ -13,23 +13,21 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from errors_app.capture import call_context
-from errors_app.fingerprint import scrub
-from metrics_app.recorder import record_call
+from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+from exai_site.redaction import scrub
 from tools_app import mcp_resources
 from tools_app.calls import LogCallback
-from tools_app.circuit import get_circuit_breaker
+from tools_app.context_window import FILE_ADVICE
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
-from tools_app.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
-from tools_app.providers import ProviderError, all_providers, catalogue_models, configured_providers, model_aliases
+from tools_app.observers import CallSample, call_context, call_finished
+from tools_app.providers import ProviderError, catalogue_models, configured_providers, model_aliases
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
 from tools_app.streaming import DeltaCoalescer
-from tools_app.throttle import Overloaded, get_throttle
+from tools_app.throttle import Overloaded
 from tools_app.tools import ALWAYS_ON, REGISTRY, enabled_tools
 from tools_app.tools.base import CallContext, TextCallback, Tool, ToolResult
-from tools_app.tools.context import FILE_ADVICE
 from tools_app.turns import flush_turns, thread_ready, unmark_later
 
 logger = logging.getLogger(__name__)
@@ -109,7 +107,7 @@ def error_outcome(code: str, message: str) -> CallOutcome:
 
 def failure_outcome(exc: BaseException, internal_message: str, *, failed: str) -> CallOutcome:
     """What an unexpected failure answers: retryable `overloaded` when a service is down
-    (tools_app/outages.py), else `internal`, logged (with its traceback) as `failed`."""
+    (exai_site/outages.py), else `internal`, logged (with its traceback) as `failed`."""
     service = unreachable_service(exc)
     if service is None:
         logger.error("%s failed", failed, exc_info=exc)
@@ -241,38 +239,30 @@ def _success(ctx: CallContext, result: ToolResult) -> CallOutcome:
 
 
 def _record(ctx: CallContext, name: str, arguments: Any, outcome: CallOutcome | None) -> None:
-    """One latency sample per call, whatever its outcome (off the call path: see metrics_app.recorder)."""
+    """One sample per call, whatever its outcome, to the call observers (metrics_app records it)."""
     error = (outcome or {}).get("error")
     outputs = (outcome or {}).get("outputs")
     metadata: dict[str, Any] = outputs[0]["metadata"] if outputs else {}
-    record_call(
-        tool=name,
-        user_id=getattr(ctx.user, "pk", None),
-        request_id=ctx.request_id,
-        status=error["code"] if error else ("cancelled" if outcome is None else "ok"),
-        metrics=metadata.get("latency_metrics") or ctx.latency_metrics(),
-        provider=metadata.get("provider") or ctx.provider,
-        model=metadata.get("model") or ctx.model,
-        ttft_ms=ctx.ttft_ms,
-        tokens_in=ctx.tokens_in,
-        tokens_out=ctx.tokens_out,
-        # The text the caller sent and got, UTF-8: the arguments' strings, and the reply.
-        bytes_in=sum(len(v.encode()) for v in arguments.values() if isinstance(v, str))
-        if isinstance(arguments, dict)
-        else 0,
-        bytes_out=len((outcome or {}).get("text", "").encode()),
-        cache_hit=bool(metadata.get("cache_hit")),
+    call_finished(
+        CallSample(
+            tool=name,
+            user_id=getattr(ctx.user, "pk", None),
+            request_id=ctx.request_id,
+            status=error["code"] if error else ("cancelled" if outcome is None else "ok"),
+            metrics=metadata.get("latency_metrics") or ctx.latency_metrics(),
+            provider=metadata.get("provider") or ctx.provider,
+            model=metadata.get("model") or ctx.model,
+            ttft_ms=ctx.ttft_ms,
+            tokens_in=ctx.tokens_in,
+            tokens_out=ctx.tokens_out,
+            # The text the caller sent and got, UTF-8: the arguments' strings, and the reply.
+            bytes_in=sum(len(v.encode()) for v in arguments.values() if isinstance(v, str))
+            if isinstance(arguments, dict)
+            else 0,
+            bytes_out=len((outcome or {}).get("text", "").encode()),
+            cache_hit=bool(metadata.get("cache_hit")),
+        )
     )
-
-
-async def health_snapshot() -> dict[str, Any]:
-    """Providers and throttle state, for the `health` op and the health endpoints."""
-    providers = [
-        {"provider": provider.name, "configured": provider.configured, "models": len(provider.models())}
-        for provider in all_providers()
-    ]
-    circuits = await get_circuit_breaker().snapshot([provider.name for provider in configured_providers()])
-    return {"providers": providers, "throttle": await get_throttle().snapshot(), "circuits": circuits}
 
 
 # MCP has no stream for the answer or the reasoning: both go out as progress messages, marked,

@@ -8,7 +8,7 @@ all the messages (one at a time instead when that fails, so one bad turn never c
 others).
 
 Memory stays exact: a thread's next turn waits until its previous turn is stored.
-- In this process, through the pending write (tools_app/outages.py `thread_written`).
+- In this process, through the pending write (exai_site/outages.py `thread_written`).
 - In cluster mode (REDIS_URL), on any process: before the answer goes out, a marker
   `thread:{id}:writing` is set in Redis; it is removed once the turn is stored, and a
   call that continues the thread waits while it exists (at most `THREAD_WAIT_S`, then a
@@ -23,7 +23,7 @@ process killed outright (SIGKILL, a crash, the machine going down) within the fe
 milliseconds (at most EXAI_TURN_FLUSH_MS and a write) between an answer and its write
 loses that one turn: the caller has the
 answer, the thread does not remember it. With the database away, turns are retried in
-the background for about two minutes (tools_app/outages.py), as before.
+the background for about two minutes (exai_site/outages.py), as before.
 """
 
 from __future__ import annotations
@@ -42,9 +42,7 @@ from typing import Any, TypeVar
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
-from tools_app.conversations import conversation_record_turn, conversations_record_turns
-from tools_app.models import Conversation
-from tools_app.outages import (
+from exai_site.outages import (
     THREAD_WAIT_S,
     Unreachable,
     finish_later,
@@ -53,6 +51,8 @@ from tools_app.outages import (
     thread_written,
     unreachable_service,
 )
+from tools_app.conversations import conversation_record_turn, conversations_record_turns
+from tools_app.models import Conversation
 from tools_app.redis_client import get_redis, redis_key
 
 logger = logging.getLogger(__name__)

@@ -9,11 +9,12 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from tools_app.providers.base import ModelSpec, Provider, ProviderError
+from tools_app.providers.base import Provider, ProviderError
 from tools_app.providers.glm import GlmProvider
 from tools_app.providers.kimi import KimiProvider
 from tools_app.providers.local import LocalProvider
 from tools_app.providers.replies import ChatResult
+from tools_app.providers.types import ModelSpec
 
 __all__ = [
     "ChatResult",

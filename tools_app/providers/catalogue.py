@@ -20,17 +20,43 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.conf import settings
 
-from tools_app.providers.base import ModelSpec
-
-if TYPE_CHECKING:
-    from tools_app.providers.base import Provider
+from tools_app.providers.types import ModelSpec
 
 logger = logging.getLogger(__name__)
+
+
+class Provider(Protocol):
+    """What a catalogue reads of its provider (tools_app/providers/base.py implements it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def families(self) -> Sequence[Family]: ...
+
+    @property
+    def known_models(self) -> Sequence[str]: ...
+
+    @property
+    def preference(self) -> Sequence[str]: ...
+
+    @property
+    def retired(self) -> dict[str, str]: ...
+
+    @property
+    def default_model_setting(self) -> str: ...
+
+    async def list_model_ids(self) -> list[str]: ...
+
 
 # A call naming an unlisted model refreshes the list at most this often (typos must not hammer /models).
 MISS_REFRESH_S = 30.0

@@ -30,18 +30,11 @@ from zhipuai.core._errors import (
     ZhipuAIError,
 )
 
-from tools_app.providers.base import (
-    ChatMessage,
-    ModelSpec,
-    Provider,
-    ProviderError,
-    ProviderFile,
-    ThinkingMode,
-    extracted_text,
-)
+from tools_app.providers.base import Provider, ProviderError, extracted_text
 from tools_app.providers.catalogue import Family, family
 from tools_app.providers.openai_compatible import unreadable
 from tools_app.providers.replies import ChatResult, ReplyCollector
+from tools_app.providers.types import ChatMessage, ModelSpec, ProviderFile, ThinkingMode
 
 _DONE = object()
 T = TypeVar("T")

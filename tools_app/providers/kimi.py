@@ -10,9 +10,9 @@ from typing import Any
 
 from django.conf import settings
 
-from tools_app.providers.base import ModelSpec, ThinkingMode
 from tools_app.providers.catalogue import Family, family
 from tools_app.providers.openai_compatible import OpenAICompatibleProvider
+from tools_app.providers.types import ModelSpec, ThinkingMode
 
 
 def _k(pattern: str, description: str, *, vision: bool = False) -> Family:

@@ -12,16 +12,9 @@ from typing import Any, ClassVar
 import openai
 from django.conf import settings
 
-from tools_app.providers.base import (
-    ChatMessage,
-    ModelSpec,
-    Provider,
-    ProviderError,
-    ProviderFile,
-    ThinkingMode,
-    extracted_text,
-)
+from tools_app.providers.base import Provider, ProviderError, extracted_text
 from tools_app.providers.replies import ChatResult, ReplyCollector
+from tools_app.providers.types import ChatMessage, ModelSpec, ProviderFile, ThinkingMode
 
 
 class OpenAICompatibleProvider(Provider):

@@ -39,10 +39,17 @@ def effective_limit(provider: str, configured: int) -> int:
     return lowered.limit + steps
 
 
+def configured_provider_limit(provider: str) -> int:
+    limits = {
+        "kimi": settings.EXAI_KIMI_MAX_CONCURRENCY,
+        "glm": settings.EXAI_GLM_MAX_CONCURRENCY,
+        "local": settings.EXAI_LOCAL_MAX_CONCURRENCY,
+    }
+    return limits.get(provider, settings.EXAI_MAX_CONCURRENCY)
+
+
 def provider_rate_limited(provider: str) -> int:
     """Halve the provider's limit after a 429; return the new limit."""
-    from tools_app.throttle.base import configured_provider_limit
-
     current = effective_limit(provider, configured_provider_limit(provider))
     limit = max(1, current // 2)
     _lowered[(settings.EXAI_REDIS_PREFIX, provider)] = _Lowered(limit, time.monotonic())

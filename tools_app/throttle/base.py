@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.circuit import CircuitBreaker, Passage
-from tools_app.throttle.adaptive import effective_limit
+from tools_app.throttle.adaptive import configured_provider_limit, effective_limit
 
 
 def honour_cancellation() -> None:
@@ -61,15 +61,6 @@ class SlotWaits:
     user_ms: float = 0.0
     global_ms: float = 0.0
     provider_ms: float = 0.0
-
-
-def configured_provider_limit(provider: str) -> int:
-    limits = {
-        "kimi": settings.EXAI_KIMI_MAX_CONCURRENCY,
-        "glm": settings.EXAI_GLM_MAX_CONCURRENCY,
-        "local": settings.EXAI_LOCAL_MAX_CONCURRENCY,
-    }
-    return limits.get(provider, settings.EXAI_MAX_CONCURRENCY)
 
 
 def provider_limit(provider: str) -> int:

@@ -30,8 +30,8 @@ from typing import Any
 
 from django.conf import settings
 
+from exai_site.outages import now_or_later
 from tools_app.circuit import ADMIT_BODY, RECORD_BODY, CircuitBreaker, Passage, RedisCircuitBreaker
-from tools_app.outages import now_or_later
 from tools_app.redis_client import LUA_NOW_MS, channel_messages, get_redis, redis_key
 from tools_app.throttle.base import (
     Overloaded,

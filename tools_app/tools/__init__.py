@@ -1,15 +1,16 @@
-"""The tool registry: adding a tool is one module and one line here.
+"""The tool registry: adding a tool is one module and one line here, or, for a feature app's
+tools, one `register_tools(...)` call in its AppConfig.ready() (files_app, metrics_app).
 
-`REGISTRY` holds every tool; `enabled_tools()` the ones tools/list advertises, chosen by
-EXAI_TOOL_PROFILE (lean < standard < full: each tool names the smallest profile it is
-in) and adjusted by EXAI_ENABLED_TOOLS / EXAI_DISABLED_TOOLS. `version` and
-`listmodels` are always on. The profile saves the assistant's context; it does not lock
-tools away: any tool is callable by name unless EXAI_DISABLED_TOOLS names it.
+`REGISTRY` holds every tool, the core's first, then each app's in INSTALLED_APPS order;
+`enabled_tools()` the ones tools/list advertises, chosen by EXAI_TOOL_PROFILE (lean <
+standard < full: each tool names the smallest profile it is in) and adjusted by
+EXAI_ENABLED_TOOLS / EXAI_DISABLED_TOOLS. `version` and `listmodels` are always on. The
+profile saves the assistant's context; it does not lock tools away: any tool is callable
+by name unless EXAI_DISABLED_TOOLS names it.
 """
 
 from django.conf import settings
 
-from tools_app.tools.activity import ActivityTool
 from tools_app.tools.analyze import AnalyzeTool
 from tools_app.tools.base import Tool
 from tools_app.tools.challenge import ChallengeTool
@@ -19,25 +20,18 @@ from tools_app.tools.consensus import ConsensusTool
 from tools_app.tools.conversations import ConversationsTool
 from tools_app.tools.debug import DebugTool
 from tools_app.tools.docgen import DocGenTool
-from tools_app.tools.glm_upload_file import GlmUploadFileTool
 from tools_app.tools.glm_web_search import GlmWebSearchTool
 from tools_app.tools.health import HealthTool
-from tools_app.tools.kimi_chat_with_files import KimiChatWithFilesTool
 from tools_app.tools.kimi_chat_with_tools import KimiChatWithToolsTool
-from tools_app.tools.kimi_manage_files import KimiManageFilesTool
-from tools_app.tools.kimi_upload_files import KimiUploadFilesTool
 from tools_app.tools.listmodels import ListModelsTool
 from tools_app.tools.planner import PlannerTool
 from tools_app.tools.precommit import PrecommitTool
 from tools_app.tools.provider_capabilities import ProviderCapabilitiesTool
 from tools_app.tools.refactor import RefactorTool
 from tools_app.tools.secaudit import SecAuditTool
-from tools_app.tools.smart_file_download import SmartFileDownloadTool
-from tools_app.tools.smart_file_query import SmartFileQueryTool
 from tools_app.tools.status import StatusTool
 from tools_app.tools.testgen import TestGenTool
 from tools_app.tools.thinkdeep import ThinkDeepTool
-from tools_app.tools.toolcall_log_tail import ToolCallLogTailTool
 from tools_app.tools.tracer import TracerTool
 from tools_app.tools.version import VersionTool
 
@@ -63,17 +57,9 @@ REGISTRY: dict[str, Tool] = {
         StatusTool(),
         HealthTool(),
         ConversationsTool(),
-        ActivityTool(),
-        ToolCallLogTailTool(),
         ProviderCapabilitiesTool(),
         GlmWebSearchTool(),
         KimiChatWithToolsTool(),
-        KimiUploadFilesTool(),
-        GlmUploadFileTool(),
-        KimiChatWithFilesTool(),
-        SmartFileQueryTool(),
-        SmartFileDownloadTool(),
-        KimiManageFilesTool(),
     ]
 }
 
@@ -81,6 +67,16 @@ PROFILES = ("lean", "standard", "full")
 ALWAYS_ON = ("version", "listmodels")
 
 _enabled: tuple[tuple[object, ...], dict[str, Tool]] | None = None
+
+
+def register_tools(tools: list[Tool]) -> None:
+    """Add an app's tools to the registry (from its AppConfig.ready()); a name is taken once."""
+    global _enabled
+    for tool in tools:
+        if REGISTRY.get(tool.name, tool) is not tool:
+            raise ValueError(f"two tools are named {tool.name!r}")
+        REGISTRY[tool.name] = tool
+    _enabled = None
 
 
 def enabled_tools() -> dict[str, Tool]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tools_app.context_window import prompt_limit_check
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.context import prompt_limit_check
 
 INSTRUCTIONS = (
     "CRITICAL REASSESSMENT - do not simply agree. Re-examine the statement above against the evidence you have: "

@@ -8,9 +8,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from tools_app.calls import reply_metadata
+from tools_app.context_window import fit_history, prompt_limit_check
 from tools_app.conversations import conversation_open
 from tools_app.providers import ResolvedModel
-from tools_app.providers.base import ChatMessage
+from tools_app.providers.types import ChatMessage
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
@@ -24,7 +25,6 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.context import fit_history, prompt_limit_check
 from tools_app.tools.files import FILE_IDS_SCHEMA, PromptFile, file_label, file_messages, resolve_files
 from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
 

@@ -8,10 +8,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from tools_app.calls import check_sampling
+from tools_app.context_window import prompt_limit_check
 from tools_app.conversations import conversation_open
 from tools_app.errors import ToolError
 from tools_app.providers import ProviderError, ResolvedModel
-from tools_app.providers.base import ChatMessage
+from tools_app.providers.types import ChatMessage
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
     MODEL_PROPERTY,
@@ -22,7 +23,6 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.context import prompt_limit_check
 from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, resolve_files
 from tools_app.turns import keep_turn
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from tools_app.conversations import conversation_owned
 from tools_app.errors import ToolError
 from tools_app.models import Conversation, Message
+from tools_app.reply_rest import take_rest
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 from tools_app.turns import flush_turns
 
@@ -47,8 +48,6 @@ class ConversationsTool(Tool):
         if not thread_id:
             raise ToolError("invalid_arguments", f"`{action}` needs the thread's continuation_id.")
         if action == "rest":
-            from tools_app.responses import take_rest  # responses imports the tools
-
             rest = await take_rest(ctx.slot_owner, thread_id)
             if rest is None:
                 raise ToolError("invalid_arguments", f"nothing is left of a reply for {thread_id} (or it expired).")

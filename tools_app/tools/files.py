@@ -1,23 +1,23 @@
-"""What the file tools share: the caller's file ids turned into what a model reads."""
+"""The caller's files (uploaded ids, or allowed local paths) turned into what a model reads.
+
+Uploaded files come through the file store port (tools_app/attachments.py); local paths are
+read here, under EXAI_ALLOWED_FILE_ROOTS."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from files_app.models import FileReference
-from files_app.services import file_prompt_block, file_prompt_text, file_references_resolve, provider_copy_ensure
+from tools_app.attachments import Attachment, file_store, prompt_block
 from tools_app.errors import ToolError
-from tools_app.providers import Provider, ResolvedModel
-from tools_app.providers.base import ChatMessage
-from tools_app.tools.base import CallContext, ToolResult
+from tools_app.providers import ResolvedModel
+from tools_app.providers.types import ChatMessage
+from tools_app.tools.base import CallContext
 
 # A documented estimate (no tokenizer for these models here): about 4 characters a token,
 # and the files may fill at most this share of the model's context window.
@@ -45,7 +45,7 @@ class LocalFile:
         return str(self.path)
 
 
-PromptFile = FileReference | LocalFile
+PromptFile = Attachment | LocalFile
 
 
 def file_label(source: PromptFile) -> str:
@@ -90,10 +90,11 @@ def _read_local(source: LocalFile) -> str:
         ) from None
 
 
-async def own_references(ctx: CallContext, file_ids: list[str]) -> list[FileReference]:
+async def own_references(ctx: CallContext, file_ids: list[str]) -> list[Attachment]:
+    """The caller's uploaded files by id, in order (`invalid_arguments` naming an unknown id)."""
     if not file_ids:
         return []  # most calls name no file: no trip to the database for them
-    return await database_sync_to_async(file_references_resolve)(owner=ctx.user, file_ids=file_ids)
+    return await file_store().own(ctx.user, file_ids)
 
 
 async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: list[PromptFile]) -> list[ChatMessage]:
@@ -105,7 +106,7 @@ async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: l
     async def text_of(source: PromptFile) -> str:
         if isinstance(source, LocalFile):
             return await asyncio.to_thread(_read_local, source)
-        return await file_prompt_text(reference=source, provider=resolved.provider, caller=ctx)
+        return await file_store().prompt_text(ctx, source, resolved.provider)
 
     texts = await asyncio.gather(*(text_of(source) for source in references))
     budget = int(resolved.spec.context_window * FILES_SHARE_OF_CONTEXT)
@@ -117,24 +118,6 @@ async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: l
             f"{resolved.spec.context_window:,}-token context; send fewer or smaller files.",
         )
     return [
-        {"role": "system", "content": file_prompt_block(reference.name, text)}
+        {"role": "system", "content": prompt_block(reference.name, text)}
         for reference, text in zip(references, texts, strict=True)
     ]
-
-
-async def upload_copies(ctx: CallContext, provider: Provider, references: list[FileReference]) -> ToolResult:
-    """Make sure each file has a copy on `provider` (in parallel, each through the throttle)."""
-    await ctx.progress(f"uploading {len(references)} file(s) to {provider.label}")
-    copies = await asyncio.gather(
-        *(provider_copy_ensure(reference=r, provider=provider, caller=ctx) for r in references)
-    )
-    listed = [
-        {
-            "file_id": str(reference.id),
-            "name": reference.name,
-            "size": reference.stored_file.size,
-            "provider_file_id": copy.provider_file_id,
-        }
-        for reference, copy in zip(references, copies, strict=True)
-    ]
-    return ToolResult(json.dumps({"provider": provider.name, "files": listed}, indent=2), {"provider": provider.name})

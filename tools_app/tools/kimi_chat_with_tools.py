@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, cast
 
 from tools_app.calls import check_sampling
+from tools_app.context_window import prompt_limit_check
 from tools_app.errors import ToolError
 from tools_app.providers.openai_compatible import OpenAICompatibleProvider
 from tools_app.tools.base import (
@@ -18,7 +19,6 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.context import prompt_limit_check
 
 
 class KimiChatWithToolsTool(Tool):

@@ -7,11 +7,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from tools_app.context_window import prompt_limit_check
 from tools_app.conversations import conversation_open, conversation_record_step
 from tools_app.errors import ToolError
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import CONTINUATION_PROPERTY, CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.context import prompt_limit_check
 
 
 class PlannerTool(Tool):

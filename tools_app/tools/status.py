@@ -4,6 +4,7 @@ import json
 import time
 from typing import Any
 
+from tools_app.health import health_snapshot
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 STARTED_AT = time.monotonic()
@@ -17,7 +18,5 @@ class StatusTool(Tool):
     input_schema = object_schema({})
 
     async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> ToolResult:
-        from tools_app.services import health_snapshot  # services imports the tool registry
-
         info = {**await health_snapshot(), "uptime_s": round(time.monotonic() - STARTED_AT, 1)}
         return ToolResult(json.dumps(info), info)

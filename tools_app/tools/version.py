@@ -2,20 +2,12 @@
 
 import json
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import django
 
-from tools_app.mcp_protocol import SUPPORTED_VERSIONS
+from tools_app.mcp_protocol import SUPPORTED_VERSIONS, server_version
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-
-
-def server_version() -> str:
-    try:
-        return version("exai")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class VersionTool(Tool):

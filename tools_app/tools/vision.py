@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
-from files_app.blobs import blob_open
+from tools_app.attachments import MAX_IMAGE_BYTES, file_store
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel, available_models
 from tools_app.tools.base import CallContext
@@ -21,7 +18,6 @@ IMAGES_SCHEMA: dict[str, Any] = {
     "description": "Images: data URLs or ids of uploaded image files (vision models only).",
 }
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,[A-Za-z0-9+/=\s]+$")
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 async def image_parts(ctx: CallContext, resolved: ResolvedModel, images: list[str]) -> list[dict[str, Any]]:
@@ -43,24 +39,6 @@ async def image_parts(ctx: CallContext, resolved: ResolvedModel, images: list[st
     by_id = {str(ref.id): ref for ref in await own_references(ctx, ids)}
     parts = []
     for image in images:
-        url = image if image.startswith("data:") else await _file_data_url(by_id[image])
+        url = image if image.startswith("data:") else await file_store().image_data_url(by_id[image])
         parts.append({"type": "image_url", "image_url": {"url": url}})
     return parts
-
-
-async def _file_data_url(reference: Any) -> str:
-    stored = reference.stored_file
-    kind = (reference.content_type or "").split(";")[0].strip()
-    if not kind.startswith("image/"):
-        raise ToolError(
-            "invalid_arguments", f"file {reference.id} ({reference.name}) is not an image ({kind or 'unknown type'})."
-        )
-    if stored.size > MAX_IMAGE_BYTES:
-        raise ToolError("invalid_arguments", f"image {reference.name} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB.")
-
-    def read() -> bytes:
-        with blob_open(stored.blob_name) as handle:
-            return handle.read()
-
-    data = await sync_to_async(read)()
-    return f"data:{kind};base64,{base64.b64encode(data).decode()}"

@@ -23,12 +23,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from tools_app.calls import reply_metadata
+from tools_app.context_window import fit_history, prompt_limit_check
 from tools_app.conversations import (
     conversation_open,
     conversation_record_step,
 )
 from tools_app.errors import ToolError
-from tools_app.providers.base import ChatMessage, ThinkingMode
+from tools_app.providers.types import ChatMessage, ThinkingMode
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
@@ -41,7 +42,6 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.context import fit_history, prompt_limit_check
 from tools_app.tools.files import FILES_OR_PATHS_SCHEMA, file_label, file_messages, resolve_files
 from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from channels.management.commands.runworker import Command as ChannelsRunworker
 
-from tools_app.outages import unreachable_service
+from exai_site.outages import unreachable_service
 
 logger = logging.getLogger(__name__)
 

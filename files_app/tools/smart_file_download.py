@@ -7,11 +7,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from files_app.attachments import own_references
 from files_app.services import file_ingest_text, provider_copy_text, reference_for_provider_copy
 from tools_app.errors import ToolError
 from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import own_references
 
 
 class SmartFileDownloadTool(Tool):

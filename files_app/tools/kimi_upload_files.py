@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from files_app.attachments import own_references, upload_copies
 from tools_app.providers import configured_provider
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
-from tools_app.tools.files import FILE_IDS_SCHEMA, own_references, upload_copies
+from tools_app.tools.files import FILE_IDS_SCHEMA
 
 
 class KimiUploadFilesTool(Tool):

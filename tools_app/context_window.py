@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.errors import ToolError
-from tools_app.providers.base import ChatMessage, ModelSpec
+from tools_app.providers.types import ChatMessage, ModelSpec
 
 # Room kept for the model's answer: its output limit, but never more than this share of the window.
 ANSWER_SHARE = 0.25

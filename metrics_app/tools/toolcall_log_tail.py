@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from tools_app.tools.activity import own_samples
+from metrics_app.tools.activity import own_samples
 from tools_app.tools.base import CallContext, Tool, ToolResult, object_schema
 
 FIELDS = ("created", "tool", "status", "provider", "model", "total_latency_ms", "request_id")

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
-from files_app.blobs import human_size
+from exai_site.text import human_size
+from files_app.models import FileReference
 from files_app.services import check_fits
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel, configured_providers
@@ -20,7 +21,7 @@ from tools_app.tools.base import (
     resolve_tool_model,
 )
 from tools_app.tools.chat import ChatTool
-from tools_app.tools.files import LocalFile, PromptFile
+from tools_app.tools.files import PromptFile
 
 
 class SmartFileQueryTool(ChatTool):
@@ -46,7 +47,7 @@ class SmartFileQueryTool(ChatTool):
         return await super().run(ctx, {**chat_arguments, "prompt": arguments["question"], "files": [arguments["file"]]})
 
     async def resolve(self, ctx: CallContext, arguments: dict[str, Any], files: list[PromptFile]) -> ResolvedModel:
-        if isinstance(files[0], LocalFile):
+        if not isinstance(files[0], FileReference):
             raise ToolError("invalid_arguments", "smart_file_query takes the id of an uploaded file, not a path.")
         stored = files[0].stored_file
         if arguments.get("model"):
