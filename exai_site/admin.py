@@ -4,6 +4,7 @@ from django.http import HttpRequest
 
 from exai_site.models import IssuedToken
 from exai_site.staff import OwnedRowsAdmin
+from exai_site.tokens import tokens_revoke
 
 
 @admin.register(IssuedToken)
@@ -24,5 +25,5 @@ class IssuedTokenAdmin(OwnedRowsAdmin):
 
     @admin.action(description="Revoke")
     def revoke(self, request: HttpRequest, queryset: QuerySet[IssuedToken]) -> None:
-        revoked = IssuedToken.objects.filter(pk__in=queryset.values("pk")).revoke()
+        revoked = tokens_revoke(tokens=IssuedToken.objects.filter(pk__in=queryset.values("pk")))
         self.message_user(request, f"Revoked {revoked} tokens.", messages.SUCCESS)

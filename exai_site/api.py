@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.settings import api_settings
-from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.views import TokenBlacklistView
 
-from exai_site.models import IssuedToken
-
-
-def access_token_revoke(*, raw: str) -> bool:
-    """Record a valid access token as revoked, so every transport refuses it from now on."""
-    try:
-        token = AccessToken(raw)  # type: ignore[arg-type]  # the stubs say Token; a str is what it parses
-    except TokenError:
-        return False
-    IssuedToken.objects.update_or_create(
-        jti=token["jti"],
-        defaults={
-            "user_id": token[api_settings.USER_ID_CLAIM],
-            "label": "logout",
-            "expires_at": datetime.fromtimestamp(token["exp"], tz=UTC),
-            "revoked_at": timezone.now(),
-        },
-    )
-    return True
+from exai_site.tokens import token_revoke_access
 
 
 class LogoutView(TokenBlacklistView):
@@ -51,5 +28,5 @@ class LogoutView(TokenBlacklistView):
             bearer = jwt.get_raw_token(header) if header else None
             access = bearer.decode("latin-1") if bearer else None
         if access:
-            access_token_revoke(raw=access)
+            token_revoke_access(raw=access)
         return response

@@ -23,6 +23,8 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from exai_site.tokens import token_is_revoked
+
 
 @dataclass(frozen=True)
 class Authentication:
@@ -46,12 +48,6 @@ class Authentication:
 NO_AUTHENTICATION = Authentication(None)
 
 
-def is_revoked(jti: str | None) -> bool:
-    from exai_site.models import IssuedToken
-
-    return bool(jti) and IssuedToken.objects.filter(jti=jti, revoked_at__isnull=False).exists()
-
-
 def authenticate_token(raw: str | None) -> Authentication:
     """Validate an access token and load its user (synchronous: it queries the database)."""
     if not raw:
@@ -60,7 +56,7 @@ def authenticate_token(raw: str | None) -> Authentication:
         token = AccessToken(raw)  # type: ignore[arg-type]  # the stubs say Token; a str is what it parses
     except TokenError as exc:
         return Authentication(None, error=f"unauthorized: {exc}")
-    if is_revoked(token.get("jti")):
+    if token_is_revoked(token.get("jti")):
         return Authentication(None, error="unauthorized: the access token has been revoked")
     user_id = token.get(api_settings.USER_ID_CLAIM)
     user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
@@ -124,7 +120,7 @@ class RevocableJWTAuthentication(JWTAuthentication):
 
     def get_validated_token(self, raw_token: bytes) -> Any:
         token = super().get_validated_token(raw_token)
-        if is_revoked(token.get("jti")):
+        if token_is_revoked(token.get("jti")):
             raise InvalidToken("the access token has been revoked")
         return token
 

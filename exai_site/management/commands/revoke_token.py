@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exai_site.models import IssuedToken
+from exai_site.tokens import tokens_of, tokens_revoke
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=options["username"]).first()
         if user is None:
             raise CommandError(f"no user {options['username']!r}")
-        tokens = IssuedToken.objects.filter(user=user)
+        tokens = tokens_of(user=user)
         if options["list"]:
             for token in tokens:
                 state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
@@ -36,5 +36,5 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"would revoke {pending.count()} token(s) of {user}")
             return
-        revoked = pending.revoke()
+        revoked = tokens_revoke(tokens=pending)
         self.stdout.write(self.style.SUCCESS(f"revoked {revoked} token(s) of {user}"))

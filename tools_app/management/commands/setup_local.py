@@ -18,7 +18,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tools_app.management.commands.issue_token import issue_access_token
+from exai_site.tokens import token_is_live, token_issue
 from tools_app.providers import all_providers
 
 LABEL = "setup_local"
@@ -32,8 +32,6 @@ def parsed(raw: str) -> AccessToken:
 
 def kept_token(path: Path, user: Any) -> str | None:
     """The token kept at `path`, if it is still good for `user`."""
-    from exai_site.models import IssuedToken
-
     try:
         raw = path.read_text(encoding="utf-8").strip()
         token = parsed(raw)
@@ -43,7 +41,7 @@ def kept_token(path: Path, user: Any) -> str | None:
         return None
     if datetime.fromtimestamp(token["exp"], tz=UTC) - datetime.now(tz=UTC) < MIN_LEFT:
         return None
-    if not IssuedToken.objects.filter(jti=token["jti"], user=user, revoked_at__isnull=True).exists():
+    if not token_is_live(jti=token["jti"], user=user):
         return None
     return raw
 
@@ -80,7 +78,7 @@ class Command(BaseCommand):
         path = options["token_file"] or Path(settings.BASE_DIR) / "var" / "local_token"
         token = kept_token(path, user)
         if token is None:
-            token = issue_access_token(user, options["days"], label=LABEL)
+            token = token_issue(user=user, days=options["days"], label=LABEL)
             keep_token(path, token)
             self.stdout.write(f"New access token for {user.username!r}, kept in {path}:")
         else:

@@ -1,23 +1,11 @@
 """Print a long-lived access token for USERNAME, for an MCP client's configuration."""
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework_simplejwt.tokens import AccessToken
 
-
-def issue_access_token(user: Any, days: float, label: str = "") -> str:
-    """A long-lived access token, recorded so `revoke_token` can withdraw it."""
-    from exai_site.models import IssuedToken
-
-    token = AccessToken.for_user(user)
-    token.set_exp(lifetime=timedelta(days=days))
-    IssuedToken.objects.create(
-        jti=token["jti"], user=user, label=label[:100], expires_at=datetime.fromtimestamp(token["exp"], tz=UTC)
-    )
-    return str(token)
+from exai_site.tokens import token_issue
 
 
 class Command(BaseCommand):
@@ -42,4 +30,4 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         if not user.is_active:
             raise CommandError(f"user {user.username!r} is inactive.")
-        self.stdout.write(issue_access_token(user, options["days"], options["label"]))
+        self.stdout.write(token_issue(user=user, days=options["days"], label=options["label"]))
