@@ -8,10 +8,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from tools_app.calls import reply_metadata
-from tools_app.context_window import fit_history, prompt_limit_check
+from tools_app.context_window import prompt_limit_check
 from tools_app.conversations import conversation_open
 from tools_app.providers import ResolvedModel
-from tools_app.providers.types import ChatMessage
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
@@ -25,8 +24,9 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.files import FILE_IDS_SCHEMA, PromptFile, file_label, file_messages, resolve_files
-from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
+from tools_app.tools.files import FILE_IDS_SCHEMA, PromptFile, file_label, resolve_files
+from tools_app.tools.messages import turn_messages
+from tools_app.tools.vision import IMAGES_SCHEMA
 
 SYSTEM_PROMPT = (
     "You are a senior engineer consulted by another AI coding assistant. Answer precisely and "
@@ -91,16 +91,15 @@ class ChatTool(Tool):
             else (None, [])  # a new thread: nothing to read
         )
         ctx.keeps_turn_of = conversation.id if conversation is not None else uuid.uuid4()
-        content: Any = prompt
-        if arguments.get("images"):
-            content = [{"type": "text", "text": prompt}, *await image_parts(ctx, resolved, arguments["images"])]
-        fixed: list[ChatMessage] = [
-            {"role": "system", "content": arguments.get("system_prompt") or SYSTEM_PROMPT},
-            *await file_messages(ctx, resolved, files),
-        ]
-        # The newest turns of the thread that fit the model's window; the oldest give way.
-        kept = fit_history(resolved.spec, fixed, history, prompt)
-        messages: list[ChatMessage] = [*fixed, *kept, {"role": "user", "content": content}]
+        messages, dropped = await turn_messages(
+            ctx,
+            resolved,
+            system=arguments.get("system_prompt") or SYSTEM_PROMPT,
+            request=prompt,
+            files=files,
+            history=history,
+            images=arguments.get("images"),
+        )
         await ctx.progress(f"asking {resolved.spec.name}")
         web_search = bool(arguments.get("use_websearch"))
         reply = await ctx.call_provider(
@@ -128,7 +127,7 @@ class ChatTool(Tool):
                 "remaining_turns": conversation.remaining_turns,
                 **reply_metadata(reply),
                 "files": [file_label(source) for source in files],
-                "history_turns_dropped": len(history) - len(kept),
+                "history_turns_dropped": dropped,
                 "web_search": web_search and resolved.spec.web_search,
             },
         )

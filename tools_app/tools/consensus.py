@@ -23,7 +23,8 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.files import FILE_IDS_SCHEMA, file_messages, resolve_files
+from tools_app.tools.files import FILE_IDS_SCHEMA, resolve_files
+from tools_app.tools.messages import turn_messages
 from tools_app.turns import keep_turn
 
 STANCES = {
@@ -144,12 +145,9 @@ class ConsensusTool(Tool):
         arguments: dict[str, Any],
     ) -> Any:
         stance = entry.get("stance_prompt") or STANCES[entry.get("stance", "neutral")]
-        messages: list[ChatMessage] = [
-            {"role": "system", "content": VIEW_PROMPT.format(stance=stance)},
-            *await file_messages(ctx, resolved, files),
-            *history,
-            {"role": "user", "content": prompt},
-        ]
+        messages, _ = await turn_messages(
+            ctx, resolved, system=VIEW_PROMPT.format(stance=stance), request=prompt, files=files, history=history
+        )
         return await ctx.call_provider(resolved, messages, temperature=arguments.get("temperature"))
 
     async def _synthesis(

@@ -14,14 +14,14 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.attachments import Attachment, file_store, prompt_block
+from tools_app.context_window import estimate_tokens
 from tools_app.errors import ToolError
 from tools_app.providers import ResolvedModel
 from tools_app.providers.types import ChatMessage
 from tools_app.tools.base import CallContext
 
-# A documented estimate (no tokenizer for these models here): about 4 characters a token,
-# and the files may fill at most this share of the model's context window.
-CHARS_PER_TOKEN = 4
+# The files may fill at most this share of the model's context window (tokens estimated as
+# everywhere else: tools_app/context_window.py).
 FILES_SHARE_OF_CONTEXT = 0.8
 
 FILE_IDS_SCHEMA: dict[str, Any] = {
@@ -110,7 +110,7 @@ async def file_messages(ctx: CallContext, resolved: ResolvedModel, references: l
 
     texts = await asyncio.gather(*(text_of(source) for source in references))
     budget = int(resolved.spec.context_window * FILES_SHARE_OF_CONTEXT)
-    estimated = sum(len(text) for text in texts) // CHARS_PER_TOKEN
+    estimated = sum(estimate_tokens(text) for text in texts)
     if estimated > budget:
         raise ToolError(
             "invalid_arguments",

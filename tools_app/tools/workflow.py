@@ -23,13 +23,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from tools_app.calls import reply_metadata
-from tools_app.context_window import fit_history, prompt_limit_check
+from tools_app.context_window import prompt_limit_check
 from tools_app.conversations import (
     conversation_open,
     conversation_record_step,
 )
 from tools_app.errors import ToolError
-from tools_app.providers.types import ChatMessage, ThinkingMode
+from tools_app.providers.types import ThinkingMode
 from tools_app.throttle import get_throttle
 from tools_app.tools.base import (
     CONTINUATION_PROPERTY,
@@ -42,8 +42,9 @@ from tools_app.tools.base import (
     object_schema,
     resolve_tool_model,
 )
-from tools_app.tools.files import FILES_OR_PATHS_SCHEMA, file_label, file_messages, resolve_files
-from tools_app.tools.vision import IMAGES_SCHEMA, image_parts
+from tools_app.tools.files import FILES_OR_PATHS_SCHEMA, file_label, resolve_files
+from tools_app.tools.messages import turn_messages
+from tools_app.tools.vision import IMAGES_SCHEMA
 
 CONFIDENCE = ["exploring", "low", "medium", "high", "very_high", "almost_certain", "certain"]
 SEVERITIES = ["critical", "high", "medium", "low"]
@@ -191,18 +192,15 @@ class WorkflowTool(Tool):
             user=ctx.user, continuation_id=str(conversation.id), exclude_run=steps[0]["run"] if steps else None
         )
         request = self.expert_prompt(arguments, steps)
-        user_content: Any = request
-        if arguments.get("images"):
-            user_content = [{"type": "text", "text": request}, *await image_parts(ctx, resolved, arguments["images"])]
-        fixed: list[ChatMessage] = [
-            {"role": "system", "content": self.system_prompt},
-            *await file_messages(ctx, resolved, files),
-        ]
-        messages: list[ChatMessage] = [
-            *fixed,
-            *fit_history(resolved.spec, fixed, history, request),
-            {"role": "user", "content": user_content},
-        ]
+        messages, _ = await turn_messages(
+            ctx,
+            resolved,
+            system=self.system_prompt,
+            request=request,
+            files=files,
+            history=history,
+            images=arguments.get("images"),
+        )
         mode = arguments.get("thinking_mode") or "high"
         spec = resolved.spec
         max_tokens = spec.output_budget() if spec.thinking else spec.output_budget(THINKING_SHARE[mode])
