@@ -22,6 +22,10 @@ from django.utils import timezone
 
 from errors_app.models import ErrorHourlyCount, ErrorInvestigation
 from errors_app.occurrences import Pending
+from tools_app.calls import background_call
+from tools_app.errors import ToolError
+from tools_app.providers import ProviderError, UnknownModel, resolve_model
+from tools_app.throttle import Overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +261,6 @@ def _prompt(error: ErrorInvestigation) -> str:
 
 async def error_investigate(*, error_id: int) -> bool:
     """Ask the investigator model about one error; at most one investigation per error at a time."""
-    from tools_app.calls import background_call
-    from tools_app.errors import ToolError
-    from tools_app.providers import ProviderError, UnknownModel, resolve_model
-    from tools_app.throttle import Overloaded
-
     Status = ErrorInvestigation.Status
     claimed = await ErrorInvestigation.objects.filter(pk=error_id, status__in=[Status.PENDING, Status.FAILED]).aupdate(
         status=Status.INVESTIGATING

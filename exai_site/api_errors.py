@@ -17,6 +17,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
+
 _CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid_request",
     status.HTTP_401_UNAUTHORIZED: "unauthorized",
@@ -33,8 +35,6 @@ _CODES = {
 def _from_django(exc: Exception) -> Exception:
     """Django's refusals of a request body, and an unreachable database or Redis, as the API errors
     they are (not an HTML 400 and an ERROR log, not a 500)."""
-    from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
-
     if (service := unreachable_service(exc)) is not None:
         unavailable = exceptions.Throttled(wait=RETRY_AFTER_S, detail=unreachable_message(service))
         unavailable.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -23,6 +23,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from exai_site.outages import unreachable_message, unreachable_service
 from exai_site.tokens import token_is_revoked
 
 
@@ -86,8 +87,6 @@ def reauthenticate(auth: Authentication) -> Authentication:
     With the database away the socket keeps what it had (checked again next time): a restart
     of the database must not log everyone out.
     """
-    from exai_site.outages import unreachable_service
-
     try:
         return authenticate_session(auth.session_key) if auth.session_key else authenticate_token(auth.token)
     except Exception as exc:
@@ -105,8 +104,6 @@ def session_key_from_headers(headers: list[tuple[bytes, bytes]] | Any) -> str | 
 
 def authenticate_token_or_say_why(raw: str | None) -> Authentication:
     """authenticate_token, with an unreachable database said as the reason rather than raised."""
-    from exai_site.outages import unreachable_message, unreachable_service
-
     try:
         return authenticate_token(raw)
     except Exception as exc:

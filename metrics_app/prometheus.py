@@ -27,6 +27,9 @@ from prometheus_client import (
 )
 
 from tools_app.errors import ERROR_CODES
+from tools_app.health import health_snapshot
+from tools_app.providers import all_providers
+from tools_app.tools import REGISTRY as TOOLS
 
 if TYPE_CHECKING:
     from metrics_app.models import LatencySample
@@ -78,15 +81,12 @@ def known_labels() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """This server's tools, providers and models (as last listed, and the known lineups), read every few seconds."""
     global _known
     if time.monotonic() - _known[0] >= _KNOWN_TTL_S:
-        from tools_app.providers import all_providers
-        from tools_app.tools import REGISTRY
-
         providers = all_providers()
         models = {spec.name for provider in providers for spec in provider.models()}
         models.update(model for provider in providers for model in provider.known_models)
         _known = (
             time.monotonic(),
-            frozenset(REGISTRY),
+            frozenset(TOOLS),
             frozenset(provider.name for provider in providers),
             frozenset(models),
         )
@@ -109,8 +109,6 @@ def observe(sample: LatencySample) -> None:
 
 async def render() -> tuple[bytes, str]:
     """The exposition text, with the gauges read now."""
-    from tools_app.health import health_snapshot
-
     health = await health_snapshot()
     throttle = health["throttle"]
     for state in ("in_use", "waiting", "limit"):

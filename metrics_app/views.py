@@ -11,14 +11,13 @@ from django.shortcuts import render
 
 from metrics_app import prometheus
 from metrics_app.health import failing_dependencies
+from tools_app.providers import all_providers
 
 
 async def home(request: HttpRequest) -> HttpResponse:
     """`/`: what this server is, whether it is healthy, where to go next, and the lines that
     connect an MCP client to it — filled in with this server's own address (the token is a
     placeholder: the page is public)."""
-    from tools_app.providers import all_providers
-
     base = request.build_absolute_uri("/").rstrip("/")
     websocket = ("wss" if request.is_secure() else "ws") + base.removeprefix("https").removeprefix("http")
     python = str(Path(sys.prefix) / "bin" / "python")

@@ -32,6 +32,7 @@ from exai_site.outages import now_or_later
 from tools_app.idempotency import idempotency_store
 from tools_app.ratelimit import GCRA_BODY, counted_ms, user_call_rate
 from tools_app.redis_client import LUA_NOW_MS, get_redis, redis_key, redis_script
+from tools_app.services import failure_outcome, interrupted_outcome
 from tools_app.throttle.base import honour_cancellation
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,6 @@ class CallRegistry:
         """A call cancelled before its first step never ran `_run`'s cleanup: do it here."""
         if not task.cancelled():
             return
-        from tools_app.services import interrupted_outcome
 
         if self._running.get(running.key) is running:
             del self._running[running.key]
@@ -174,12 +174,8 @@ class CallRegistry:
                 released = claims is not None
                 await now_or_later(f"store the result of call {running.key}", lambda: keep(running.key, result))
         except asyncio.CancelledError:
-            from tools_app.services import interrupted_outcome
-
             outcome = dict(interrupted_outcome())
         except Exception as exc:
-            from tools_app.services import failure_outcome
-
             outcome = dict(failure_outcome(exc, "internal error; it has been logged", failed=f"call {running.key}"))
         finally:
             if self._running.get(running.key) is running:

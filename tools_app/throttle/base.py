@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from tools_app.circuit import CircuitBreaker, Passage
+from tools_app.providers import configured_providers
 from tools_app.throttle.adaptive import configured_provider_limit, effective_limit
 
 
@@ -92,8 +93,6 @@ def call_pools(*, provider: str, user_id: Any) -> list[Pool]:
 
 
 def provider_pools() -> list[Pool]:
-    from tools_app.providers import configured_providers
-
     return [provider_pool(provider.name) for provider in configured_providers()]
 
 
