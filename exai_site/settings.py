@@ -400,6 +400,10 @@ EXAI_METRICS_BATCH = env_int("EXAI_METRICS_BATCH", 1000, minimum=1)
 EXAI_METRICS_BACKLOG = env_int("EXAI_METRICS_BACKLOG", 100_000, minimum=1)
 # How often an open dashboard gets a fresh snapshot.
 EXAI_DASHBOARD_INTERVAL_S = env_float("EXAI_DASHBOARD_INTERVAL_S", 2.0, minimum=0.1)
+# Minute and hour rollups of the latency samples (metrics_app/rollups.py) outlive the raw
+# samples: `cleanup_metrics` deletes rollups older than this. At least 2: the sliding day
+# subtracts the minutes that leave it.
+EXAI_ROLLUP_RETENTION_DAYS = env_float("EXAI_ROLLUP_RETENTION_DAYS", 90.0, minimum=2.0)
 
 # --- Conversations ---------------------------------------------------------
 EXAI_MAX_CONVERSATION_TURNS = env_int("EXAI_MAX_CONVERSATION_TURNS", 20, minimum=1)

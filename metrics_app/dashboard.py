@@ -1,14 +1,17 @@
 """What the live dashboard shows, and the task that publishes it to `/ws/dashboard`.
 
-A snapshot holds the last hour per minute (calls, errors, p95 by provider), latency
-percentiles per provider and per tool, throttle and circuit state, this process's
-sockets, frame rates and memory, and file storage with the last cleanup. It costs a
-constant number of queries however many samples, tools or providers there are.
+A snapshot holds the last hour per minute and the last day per hour (calls, errors,
+throttle waits, p95 by provider), latency percentiles per provider and per tool over both,
+throttle and circuit state, this process's sockets, frame rates and memory, and what the
+feature apps add (files kept, errors that want a look). It costs a constant number of
+queries however many samples there are.
 
 Each server process with a dashboard open publishes its snapshot to the channel-layer
 group every EXAI_DASHBOARD_INTERVAL_S while anyone watches; figures from the database and
 (with Redis) the throttle and circuits are the cluster's, sockets, frames and memory are
-the publishing process's and carry its pid.
+the publishing process's and carry its pid. The database's figures come from the rollups
+(metrics_app/rollups.py) and are computed once per refresh for the whole cluster, shared
+through the cache.
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ import contextlib
 import logging
 import os
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
-from django.db.models import Avg, Count, F, Max, Q
-from django.db.models.functions import TruncMinute
+from django.core.cache import cache
 from django.utils import timezone
 
-from metrics_app.models import LatencySample
-from metrics_app.services import PercentileCont, metrics_summary, percentile
+from exai_site.cache import owned_key
+from exai_site.outages import unreachable_service
+from metrics_app import rollups, sketches
+from metrics_app.services import metrics_summary
 from tools_app.health import health_snapshot, status_parts
 from tools_app.lifecycle import get_lifecycle
 from tools_app.observers import frames
@@ -40,64 +43,55 @@ logger = logging.getLogger(__name__)
 GROUP = "metrics.dashboard"
 TOTAL = ("total_latency_ms",)
 SERIES_MINUTES = 60
+SERIES_HOURS = 24
 
 
-def _per_minute(since: Any) -> dict[str, Any]:
-    """Calls and errors per minute, and p95 latency per minute for each provider."""
-    window = LatencySample.objects.filter(created__gte=since).annotate(minute=TruncMinute("created"))
-    counts = window.values("minute").annotate(n=Count("id"), errors=Count("id", filter=~Q(status=LatencySample.OK)))
-    p95_rows: list[tuple[Any, str, float | None]]
-    if connection.vendor == "postgresql":
-        p95_rows = list(
-            window.exclude(provider="")
-            .values("minute", "provider")
-            .annotate(p95=PercentileCont(0.95, "total_latency_ms"))
-            .values_list("minute", "provider", "p95")
-        )
-    else:
-        values: dict[tuple[Any, str], list[float]] = {}
-        for minute, provider, total in window.exclude(provider="").values_list(
-            "minute", "provider", "total_latency_ms"
-        ):
-            values.setdefault((minute, provider), []).append(total)
-        p95_rows = [(minute, provider, percentile(v, 0.95)) for (minute, provider), v in values.items()]
-    p95: dict[str, dict[int, float]] = {}
-    for minute, provider, value in p95_rows:
-        p95.setdefault(provider, {})[int(minute.timestamp())] = round(value or 0.0, 3)
-    waits = window.values("minute").annotate(
-        mean=Avg(F("global_sem_wait_ms") + F("provider_sem_wait_ms")),
-        worst=Max(F("global_sem_wait_ms") + F("provider_sem_wait_ms")),
-    )
+def _series(first: datetime, points: int, span_s: int) -> dict[str, Any]:
+    """Calls, errors, throttle waits (mean and worst) and p95 per provider for each minute (or
+    hour) from `first`, read from the per-provider rollups: a constant cost however many calls."""
+    step = timedelta(seconds=span_s)
+    starts = [first + index * step for index in range(points)]
+    rows = rollups.provider_minutes(starts[0], starts[-1], span_s=span_s)
+    at = {start: index for index, start in enumerate(starts)}
+    calls, errors = [0] * points, [0] * points
+    wait_sum, wait_max = [0.0] * points, [None] * points
+    p95: dict[str, list[float | None]] = {}
+    for row in rows:
+        index = at.get(row.start)
+        if index is None:
+            continue
+        calls[index] += row.count
+        errors[index] += row.errors
+        wait_sum[index] += row.wait_sum_ms
+        wait_max[index] = max(wait_max[index] or 0.0, row.wait_max_ms)
+        if row.provider:
+            total = sketches.decode(bytes(row.sketch), rollups.N_PARTS)[0]
+            value = sketches.quantiles(total, [0.95])[0]
+            p95.setdefault(row.provider, [None] * points)[index] = None if value is None else round(value, 3)
     return {
-        "calls": {int(row["minute"].timestamp()): (row["n"], row["errors"]) for row in counts},
-        "waits": {int(row["minute"].timestamp()): (row["mean"], row["worst"]) for row in waits},
-        "p95_by_provider": p95,
+        "minutes": [int(start.timestamp()) for start in starts],
+        "calls": calls,
+        "errors": errors,
+        # Throttle waits (global and provider slots) per point: the mean and the worst call.
+        "wait_mean_ms": [_rounded(wait_sum[i] / calls[i]) if calls[i] else None for i in range(points)],
+        "wait_max_ms": [_rounded(value) for value in wait_max],
+        "p95_by_provider": dict(sorted(p95.items())),
     }
 
 
-def _database_part(now: Any) -> dict[str, Any]:
-    since = now - timedelta(minutes=SERIES_MINUTES)
-    per_minute = _per_minute(since)
-    start = int(since.replace(second=0, microsecond=0).timestamp()) + 60
-    minutes = list(range(start, start + SERIES_MINUTES * 60, 60))
-    calls = per_minute["calls"]
-    hour = timedelta(hours=1)
+def _database_part(now: datetime) -> dict[str, Any]:
+    current = rollups.floor_minute(now)
+    this_hour = rollups.floor_hour(now)
+    hour, day = timedelta(hours=1), timedelta(days=1)
     return {
-        "series": {
-            "minutes": minutes,
-            "calls": [calls.get(m, (0, 0))[0] for m in minutes],
-            "errors": [calls.get(m, (0, 0))[1] for m in minutes],
-            # Throttle waits (global and provider slots) per minute: the mean and the worst call.
-            "wait_mean_ms": [_rounded(per_minute["waits"].get(m, (None, None))[0]) for m in minutes],
-            "wait_max_ms": [_rounded(per_minute["waits"].get(m, (None, None))[1]) for m in minutes],
-            "p95_by_provider": {
-                provider: [by_minute.get(m) for m in minutes]
-                for provider, by_minute in sorted(per_minute["p95_by_provider"].items())
-            },
-        },
-        # The page shows total latency only: one sort of the window per grouping, not six.
-        "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False)["groups"],
-        "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False)["groups"],
+        # The last hour per minute, and the last day per hour (the open minute and hour included).
+        "series": _series(current - (SERIES_MINUTES - 1) * rollups.MINUTE, SERIES_MINUTES, 60),
+        "series_day": _series(this_hour - (SERIES_HOURS - 1) * rollups.HOUR, SERIES_HOURS, 3600),
+        # The page shows total latency only.
+        "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False, now=now)["groups"],
+        "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False, now=now)["groups"],
+        "providers_day": metrics_summary(window=day, group=["provider"], parts=TOTAL, overall=False, now=now)["groups"],
+        "tools_day": metrics_summary(window=day, group=["tool"], parts=TOTAL, overall=False, now=now)["groups"],
         # What the feature apps provide: files kept, errors that want a look (tools_app/health.py).
         **status_parts(),
     }
@@ -135,9 +129,55 @@ class _Rates:
 _rates = _Rates()
 
 
+_SHARED_KEY = "exai:dashboard:database"
+
+
+def _shared_keys() -> tuple[str, str]:
+    return owned_key("dashboard", _SHARED_KEY), owned_key("dashboard", f"{_SHARED_KEY}:lease")
+
+
+async def shared_database_part(now: datetime) -> dict[str, Any]:
+    """The database's part of the snapshot, computed once per refresh for the whole cluster.
+
+    It lives in the cache (Redis in cluster mode): the first process to find it older than
+    EXAI_DASHBOARD_INTERVAL_S takes a lease for one interval and computes it; the others
+    reuse the last one meanwhile (never one older than three intervals). Without the cache
+    (a Redis restart) each process computes its own.
+    """
+    interval = settings.EXAI_DASHBOARD_INTERVAL_S
+    key, lease = _shared_keys()
+    compute = database_sync_to_async(_database_part)
+    try:
+        shared = await cache.aget(key)
+        age = None if shared is None else now.timestamp() - shared["at"]
+        if age is not None and 0 <= age < interval:
+            return shared["part"]
+        if not await cache.aadd(lease, os.getpid(), timeout=interval):
+            if age is not None and 0 <= age < 3 * interval:
+                return shared["part"]  # another process is computing the next one
+            return await compute(now)
+    except Exception as exc:
+        if unreachable_service(exc) is None:
+            raise
+        return await compute(now)
+    part = await compute(now)
+    try:
+        await cache.aset(key, {"at": now.timestamp(), "part": part}, timeout=max(60.0, 3 * interval))
+    except Exception as exc:
+        if unreachable_service(exc) is None:
+            raise
+        # The cache is away: not shared this time; the next refresh tries again.
+    return part
+
+
+async def forget_shared_snapshot() -> None:
+    """Drop the shared part (the next snapshot computes it afresh)."""
+    await cache.adelete_many(list(_shared_keys()))
+
+
 async def dashboard_snapshot() -> dict[str, Any]:
     now = timezone.now()
-    database = await database_sync_to_async(_database_part)(now)
+    database = await shared_database_part(now)
     health = await health_snapshot()
     lifecycle = get_lifecycle()
     return {

@@ -94,3 +94,70 @@ class BaselineSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} {self.model} {self.status} {self.end_to_end_ms:.1f} ms"
+
+
+class LatencyRollup(models.Model):
+    """A minute's or an hour's samples of one group, summed: counts, errors, throttle waits, and
+    a DDSketch of each latency part (metrics_app/sketches.py), written as the samples are.
+
+    Two grains: per (tool, provider, model), which summaries merge into any grouping, and per
+    provider alone, which the dashboard's per-minute charts read (tool and model are "")."""
+
+    class Grain(models.TextChoices):
+        GROUP = "group"  # tool, provider and model
+        PROVIDER = "provider"
+
+    MINUTE, HOUR = 60, 3600
+
+    grain = models.CharField(max_length=8, choices=Grain.choices)
+    span_s = models.PositiveIntegerField(help_text="60 (a minute) or 3600 (an hour).")
+    start = models.DateTimeField()
+    tool = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    wait_sum_ms = models.FloatField(default=0.0, help_text="Global + provider slot waits, summed.")
+    wait_max_ms = models.FloatField(default=0.0, help_text="The longest of those waits.")
+    sketch = models.BinaryField(help_text="Each latency part's DDSketch bins (metrics_app/sketches.py).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grain", "span_s", "start", "tool", "provider", "model"], name="latency_rollup_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["span_s", "grain", "start"], name="latency_rollup_window")]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.span_s}s {self.start:%Y-%m-%d %H:%M} {self.tool}/{self.provider}/{self.model}"
+
+
+class RollupWindow(models.Model):
+    """A sliding window kept summed (the last hour, the last day), so a summary over it reads
+    one row per group instead of one per group and minute. It holds the closed minutes
+    `through - minutes + 2 .. through`; the open minute is read live beside it."""
+
+    minutes = models.PositiveIntegerField(unique=True)
+    through = models.DateTimeField(null=True, blank=True, help_text="The last closed minute summed in.")
+
+    def __str__(self) -> str:
+        return f"last {self.minutes} minutes through {self.through}"
+
+
+class RollupWindowGroup(models.Model):
+    window = models.ForeignKey(RollupWindow, on_delete=models.CASCADE, related_name="groups")
+    tool = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    count = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    sketch = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["window", "tool", "provider", "model"], name="rollup_window_group_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool}/{self.provider}/{self.model}: {self.count} calls"

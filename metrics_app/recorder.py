@@ -2,7 +2,8 @@
 
 The caller only builds the row and appends it to a buffer (and updates the Prometheus
 series, in memory). A writer thread wakes every EXAI_METRICS_FLUSH_S, or as soon as a
-batch is full, and writes what is buffered with `bulk_create`. The server's shutdown
+batch is full, and writes what is buffered with `bulk_create`, together with the minute and
+hour rollups the summaries and the dashboard read (metrics_app/rollups.py). The server's shutdown
 flushes what is left (a lifecycle hook), and so does a normal interpreter exit, so a
 clean stop loses no sample.
 """
@@ -14,13 +15,14 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.utils import timezone
 
 from exai_site.outages import unreachable_service
 from exai_site.text import storable_text
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
+from metrics_app.rollups import write_samples
 from tools_app.observers import CallSample
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class SampleBuffer:
             if not items:
                 return 0
             try:
-                LatencySample.objects.bulk_create(items, batch_size=settings.EXAI_METRICS_BATCH)
+                write_samples(items)  # the raw rows and their rollups, one transaction
             except Exception as exc:
                 if unreachable_service(exc) is not None:
                     self._keep_for_later(items)
@@ -89,8 +91,7 @@ class SampleBuffer:
     @staticmethod
     def _write_one(sample: LatencySample) -> int:
         try:
-            with transaction.atomic():
-                sample.save(force_insert=True)
+            write_samples([sample])
         except Exception:
             logger.warning("dropped a latency sample that could not be written", exc_info=True)
             return 0

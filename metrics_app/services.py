@@ -1,26 +1,24 @@
 """Latency summaries over a time window: count, error rate and p50/p95/p99 of every part.
 
-On PostgreSQL the percentiles are computed by the database (`percentile_cont`, one
-grouped query); elsewhere the window's values are read in one query and the same
-definition (linear interpolation between the closest ranks) is applied in Python.
+Read from the rollups (metrics_app/rollups.py): percentiles are DDSketch's, within 1 % of
+the exact value at their rank (metrics_app/sketches.py). `percentile` is the exact
+definition (percentile_cont's) for small sets such as a baseline's.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import Aggregate, Count, FloatField, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Aggregate, FloatField
 
+from metrics_app import rollups, sketches
 from metrics_app.models import LatencySample
 
-PARTS = ("total_latency_ms", "global_sem_wait_ms", "provider_sem_wait_ms", "processing_ms", "ttft_ms", "overhead_ms")
+PARTS = rollups.PARTS
 PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 GROUPS = ("tool", "provider", "model")
 _WINDOW = re.compile(r"^(\d+)([mhd])$")
@@ -62,22 +60,53 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def metrics_summary(
-    *, window: timedelta, group: list[str], parts: tuple[str, ...] = PARTS, overall: bool = True
+    *,
+    window: timedelta,
+    group: list[str],
+    parts: tuple[str, ...] = PARTS,
+    overall: bool = True,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The window's totals, and the same per group (any of tool, provider, model).
+    """The window's totals, and the same per group (any of tool, provider, model), from the
+    rollups (metrics_app/rollups.py): the cost grows with the groups and the minutes, not the
+    calls. The window is whole minutes, ending with the open one; `since` is its start."""
+    since, rows = rollups.window_rows(rollups.window_minutes(window), now)
+    slots: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        slots.setdefault(tuple(getattr(row, name) for name in group), len(slots))
+    row_slots = [slots[tuple(getattr(row, name) for name in group)] for row in rows]
+    merged = sketches.merge_rows([row.sketch for row in rows], row_slots, len(slots), rollups.N_PARTS)
+    counts = [[0, 0] for _ in slots]
+    for row, slot in zip(rows, row_slots, strict=True):
+        counts[slot][0] += row.count
+        counts[slot][1] += row.errors
 
-    Each part costs the database one sort of the window's values: callers that show only
-    some parts (the dashboard) ask for those only.
-    """
-    since = timezone.now() - window
-    samples = LatencySample.objects.filter(created__gte=since)
-    summarize = _summarize_in_sql if connection.vendor == "postgresql" else _summarize_in_python
-    totals = summarize(samples, [], parts) if overall else []
-    return {
-        "since": since.isoformat(),
-        **(totals[0] if totals else _empty(parts)),
-        "groups": summarize(samples, group, parts) if group else [],
-    }
+    def summarised(keys: dict[str, Any], sketch: Any, count: int, errors: int) -> dict[str, Any]:
+        fractions = [fraction for _, fraction in PERCENTILES]
+        latency = {
+            part: dict(
+                zip(
+                    (name for name, _ in PERCENTILES),
+                    sketches.quantiles(sketch[rollups.PARTS.index(part)], fractions),
+                    strict=True,
+                )
+            )
+            for part in parts
+        }
+        return _shape(keys, count, errors, latency)
+
+    total = sum(count for count, _ in counts)
+    totals = (
+        summarised({}, merged.sum(axis=0), total, sum(errors for _, errors in counts))
+        if overall and total
+        else _empty(parts)
+    )
+    groups = [
+        summarised(dict(zip(group, key, strict=True)), merged[slot], *counts[slot])
+        for key, slot in sorted(slots.items(), key=lambda item: tuple(str(value) for value in item[0]))
+        if counts[slot][0]
+    ]
+    return {"since": since.isoformat(), **totals, "groups": groups if group else []}
 
 
 def _empty(parts: tuple[str, ...]) -> dict[str, Any]:
@@ -95,48 +124,6 @@ def _shape(
         part: {n: None if v is None else round(v, 3) for n, v in values.items()} for part, values in latency.items()
     }
     return {**keys, "count": count, "error_rate": round(errors / count, 4) if count else 0.0, "latency": rounded}
-
-
-def _summarize_in_sql(
-    samples: QuerySet[LatencySample], group: list[str], parts: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    fractions = tuple(fraction for _, fraction in PERCENTILES)
-    aggregates: dict[str, Any] = {"n": Count("id"), "errors": Count("id", filter=~Q(status=LatencySample.OK))}
-    for part in parts:
-        aggregates[f"{part}__percentiles"] = PercentileCont(fractions, part)  # one sort for p50, p95 and p99
-    rows = (
-        samples.values(*group).annotate(**aggregates).order_by(*group) if group else [samples.aggregate(**aggregates)]
-    )
-    names = [name for name, _ in PERCENTILES]
-    return [
-        _shape(
-            {key: row[key] for key in group},
-            row["n"],
-            row["errors"],
-            {part: dict(zip(names, row[f"{part}__percentiles"] or [None] * len(names), strict=True)) for part in parts},
-        )
-        for row in rows
-        if row["n"]
-    ]
-
-
-def _summarize_in_python(
-    samples: QuerySet[LatencySample], group: list[str], parts: tuple[str, ...]
-) -> list[dict[str, Any]]:
-    buckets: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
-    for row in samples.values_list(*group, "status", *parts):
-        buckets[row[: len(group)]].append(row[len(group) :])
-    summaries = []
-    for keys in sorted(buckets, key=lambda k: tuple(str(v) for v in k)):
-        rows = buckets[keys]
-        columns = list(zip(*rows, strict=True))
-        errors = sum(1 for status in columns[0] if status != LatencySample.OK)
-        latency = {
-            part: {name: percentile([v for v in columns[1 + i] if v is not None], f) for name, f in PERCENTILES}
-            for i, part in enumerate(parts)
-        }
-        summaries.append(_shape(dict(zip(group, keys, strict=True)), len(rows), errors, latency))
-    return summaries
 
 
 def metrics_cleanup(

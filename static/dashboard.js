@@ -11,6 +11,9 @@
   const known = { kimi: "#0969da", glm: "#cf222e", local: "#1a7f37" };
   const charts = {};
   let updates = 0;
+  // Which range the charts and the per-tool and per-provider tables show: "hour" (per minute)
+  // or "day" (per hour). Both come in every snapshot.
+  let range = "hour";
 
   function providerColour(name) {
     if (known[name]) return known[name];
@@ -123,21 +126,26 @@
   }
 
   function render(s) {
-    const minutes = s.series.minutes;
+    const day = range === "day";
+    const series = day ? s.series_day : s.series;
+    document.querySelectorAll("[data-range-label]").forEach((label) => {
+      label.textContent = day ? label.dataset.day : label.dataset.hour;
+    });
+    const minutes = series.minutes;
     timeChart("calls-chart", [{ label: "calls", colour: "#0969da" }, { label: "errors", colour: "#cf222e" }],
-      [minutes, s.series.calls, s.series.errors]);
-    const providers = Object.keys(s.series.p95_by_provider);
+      [minutes, series.calls, series.errors]);
+    const providers = Object.keys(series.p95_by_provider);
     timeChart("latency-chart",
       providers.length ? providers.map((p) => ({ label: p, colour: providerColour(p) })) : [{ label: "(no provider calls)", colour: "#57606a" }],
-      [minutes].concat(providers.length ? providers.map((p) => s.series.p95_by_provider[p]) : [minutes.map(() => null)]),
+      [minutes].concat(providers.length ? providers.map((p) => series.p95_by_provider[p]) : [minutes.map(() => null)]),
       { log: true, unit: "ms" });
     // A log scale has no zero: a minute whose calls never waited shows no point.
     const positive = (values) => values.map((v) => (v > 0 ? v : null));
     timeChart("waits-chart", [{ label: "mean wait", colour: "#1b7c83" }, { label: "longest wait", colour: "#9a6700" }],
-      [minutes, positive(s.series.wait_mean_ms), positive(s.series.wait_max_ms)], { log: true, unit: "ms" });
-    toolBars(s.tools);
+      [minutes, positive(series.wait_mean_ms), positive(series.wait_max_ms)], { log: true, unit: "ms" });
+    toolBars(day ? s.tools_day : s.tools);
     fill("errors", ["error", "message", "times", "state", "last (UTC)"], errorRows(s.errors));
-    fill("providers", ["provider", "calls", "errors", "p50 ms", "p95 ms", "p99 ms"], s.providers.map((p) =>
+    fill("providers", ["provider", "calls", "errors", "p50 ms", "p95 ms", "p99 ms"], (day ? s.providers_day : s.providers).map((p) =>
       [swatch(p.provider || "(none)"), p.count, (100 * p.error_rate).toFixed(1) + "%", cell(ms(p.latency.total_latency_ms.p50), "num"),
         cell(ms(p.latency.total_latency_ms.p95), "num"), cell(ms(p.latency.total_latency_ms.p99), "num")]));
     const pools = [["global", s.throttle.global]].concat(Object.entries(s.throttle.providers));
@@ -159,6 +167,13 @@
 
   let latest = null;
   window.addEventListener("resize", () => { if (latest) render(latest); });
+  document.querySelectorAll("[data-range]").forEach((button) => {
+    button.addEventListener("click", () => {
+      range = button.dataset.range;
+      document.querySelectorAll("[data-range]").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+      if (latest) render(latest);
+    });
+  });
 
   function connect(delay) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";

@@ -8,14 +8,14 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.db import connection
@@ -25,9 +25,10 @@ from django.utils import timezone
 
 from exai_site.asgi import application
 from exai_site.models import IssuedToken
-from metrics_app.dashboard import _database_part, dashboard_snapshot
+from metrics_app.dashboard import _database_part, dashboard_snapshot, forget_shared_snapshot
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
+from metrics_app.rollups import write_samples
 from tests.conftest import ROOT, ServerProcess, access_token, server_env
 from tools_app.services import tool_call
 
@@ -37,17 +38,25 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def add_samples(tool: str, provider: str, count: int) -> None:
-    LatencySample.objects.bulk_create(
-        LatencySample(
-            tool=tool,
-            provider=provider,
-            model="m",
-            request_id=uuid.uuid4().hex,
-            total_latency_ms=float(i + 1),
-            created=timezone.now(),
-        )
-        for i in range(count)
+@pytest.fixture(autouse=True)
+def fresh_snapshot() -> None:
+    """Each test computes its own snapshot (another test's may still be shared in the cache)."""
+    async_to_sync(forget_shared_snapshot)()
+
+
+def add_samples(tool: str, provider: str, count: int, at: datetime | None = None) -> None:
+    write_samples(
+        [
+            LatencySample(
+                tool=tool,
+                provider=provider,
+                model="m",
+                request_id=uuid.uuid4().hex,
+                total_latency_ms=float(i + 1),
+                created=at or timezone.now(),
+            )
+            for i in range(count)
+        ]
     )
 
 
@@ -70,16 +79,21 @@ def test_the_vendored_chart_library_and_its_licence_are_served_by_the_app(admin_
 
 
 def test_a_snapshot_costs_the_same_queries_for_one_tool_or_many() -> None:
-    add_samples("chat", "kimi", 5)
+    now = timezone.now()  # one clock: the sliding windows are summed once, before measuring
+    add_samples("chat", "kimi", 5, at=now)
+    _database_part(now)
     with CaptureQueriesContext(connection) as one:
-        first = _database_part(timezone.now())
+        first = _database_part(now)
     for index in range(8):
-        add_samples(f"tool{index}", f"p{index}", 3)
+        add_samples(f"tool{index}", f"p{index}", 3, at=now)
     with CaptureQueriesContext(connection) as many:
-        second = _database_part(timezone.now())
+        second = _database_part(now)
     assert len(many) == len(one)
     assert sum(first["series"]["calls"]) == 5 and sum(second["series"]["calls"]) == 29
     assert len(second["tools"]) == 9 and len(second["series"]["p95_by_provider"]) == 9
+    # The last day too: per hour, and the day's summaries.
+    assert sum(second["series_day"]["calls"]) == 29 and len(second["series_day"]["minutes"]) == 24
+    assert len(second["tools_day"]) == 9 and len(second["providers_day"]) == 9
 
 
 async def test_a_snapshot_shows_calls_errors_throttle_circuits_process_and_files(user: Any) -> None:
@@ -282,6 +296,19 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
                 "Array.from(document.querySelectorAll('#providers td')).some(t => t.textContent === '4')",
                 timeout=15_000,
             )
+            # The last 24 hours: per hour, the same calls counted in the day's tables.
+            page.click("button[data-range=day]")
+            assert page.get_attribute("button[data-range=day]", "aria-pressed") == "true"
+            assert "Calls per hour (last 24 hours, UTC)" in page.inner_text("main")
+            assert "Providers (last 24 hours)" in page.inner_text("main")
+            page.wait_for_function(
+                "Array.from(document.querySelectorAll('#providers td')).some(t => t.textContent === '4')",
+                timeout=15_000,
+            )
+            assert page.locator("#calls-chart canvas").count() == 1
+            page.screenshot(path=str(ARTIFACTS / "dashboard-day-1440.png"), full_page=True)
+            page.click("button[data-range=hour]")
+            assert "Calls per minute (last hour, UTC)" in page.inner_text("main")
             for width in (1440, 420):
                 page.set_viewport_size({"width": width, "height": 1000})
                 page.wait_for_timeout(300)  # the charts redraw for the new width
@@ -303,7 +330,14 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
             assert problems == [], problems
         finally:
             browser.close()
-    for name in ("dashboard-1440", "dashboard-420", "error-page", "front-page-1440", "front-page-420"):
+    for name in (
+        "dashboard-1440",
+        "dashboard-420",
+        "dashboard-day-1440",
+        "error-page",
+        "front-page-1440",
+        "front-page-420",
+    ):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 5_000
 
 

@@ -1,19 +1,25 @@
-"""Delete latency samples older than a number of days, in batches."""
+"""Delete latency samples older than a number of days, in batches, and rollups older than
+EXAI_ROLLUP_RETENTION_DAYS (they are kept longer: the summaries and the dashboard read them)."""
 
 import sys
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
 from metrics_app.models import LatencySample
+from metrics_app.rollups import rollups_cleanup
 from metrics_app.services import metrics_cleanup
 
 
 class Command(BaseCommand):
-    help = "Delete latency samples older than --older-than-days (default 30), in batches of --batch."
+    help = (
+        "Delete latency samples older than --older-than-days (default 30), in batches of --batch, "
+        "and rollups older than EXAI_ROLLUP_RETENTION_DAYS."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than-days", type=float, default=30.0)
@@ -41,3 +47,6 @@ class Command(BaseCommand):
                 bar.close()
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(self.style.SUCCESS(f"{verb} {count:,} latency samples older than {before:%Y-%m-%d %H:%M}"))
+        kept_until = timezone.now() - timedelta(days=settings.EXAI_ROLLUP_RETENTION_DAYS)
+        rolled = rollups_cleanup(before=kept_until, dry_run=options["dry_run"])
+        self.stdout.write(self.style.SUCCESS(f"{verb} {rolled:,} rollups older than {kept_until:%Y-%m-%d %H:%M}"))
