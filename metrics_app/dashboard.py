@@ -33,7 +33,7 @@ from django.utils import timezone
 from exai_site.cache import owned_key
 from exai_site.outages import unreachable_service
 from metrics_app import rollups, sketches
-from metrics_app.services import metrics_summary
+from metrics_app.services import metrics_summaries
 from tools_app.health import health_snapshot, status_parts
 from tools_app.lifecycle import get_lifecycle
 from tools_app.observers import frames
@@ -65,8 +65,7 @@ def _series(first: datetime, points: int, span_s: int) -> dict[str, Any]:
         wait_sum[index] += row.wait_sum_ms
         wait_max[index] = max(wait_max[index] or 0.0, row.wait_max_ms)
         if row.provider:
-            total = sketches.decode(bytes(row.sketch), rollups.N_PARTS)[0]
-            value = sketches.quantiles(total, [0.95])[0]
+            value = sketches.part_quantiles(bytes(row.sketch), rollups.N_PARTS, 0, [0.95])[0]
             p95.setdefault(row.provider, [None] * points)[index] = None if value is None else round(value, 3)
     return {
         "minutes": [int(start.timestamp()) for start in starts],
@@ -79,6 +78,13 @@ def _series(first: datetime, points: int, span_s: int) -> dict[str, Any]:
     }
 
 
+def _by_provider_and_tool(window: timedelta, now: datetime, suffix: str) -> dict[str, Any]:
+    providers, tools = metrics_summaries(
+        window=window, groupings=[["provider"], ["tool"]], parts=TOTAL, overall=False, now=now
+    )
+    return {f"providers{suffix}": providers["groups"], f"tools{suffix}": tools["groups"]}
+
+
 def _database_part(now: datetime) -> dict[str, Any]:
     current = rollups.floor_minute(now)
     this_hour = rollups.floor_hour(now)
@@ -87,11 +93,9 @@ def _database_part(now: datetime) -> dict[str, Any]:
         # The last hour per minute, and the last day per hour (the open minute and hour included).
         "series": _series(current - (SERIES_MINUTES - 1) * rollups.MINUTE, SERIES_MINUTES, 60),
         "series_day": _series(this_hour - (SERIES_HOURS - 1) * rollups.HOUR, SERIES_HOURS, 3600),
-        # The page shows total latency only.
-        "providers": metrics_summary(window=hour, group=["provider"], parts=TOTAL, overall=False, now=now)["groups"],
-        "tools": metrics_summary(window=hour, group=["tool"], parts=TOTAL, overall=False, now=now)["groups"],
-        "providers_day": metrics_summary(window=day, group=["provider"], parts=TOTAL, overall=False, now=now)["groups"],
-        "tools_day": metrics_summary(window=day, group=["tool"], parts=TOTAL, overall=False, now=now)["groups"],
+        # The page shows total latency only, per provider and per tool: each window read once.
+        **_by_provider_and_tool(hour, now, ""),
+        **_by_provider_and_tool(day, now, "_day"),
         # What the feature apps provide: files kept, errors that want a look (tools_app/health.py).
         **status_parts(),
     }

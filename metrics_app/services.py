@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.db.models import Aggregate, FloatField
 
 from metrics_app import rollups, sketches
@@ -70,43 +71,59 @@ def metrics_summary(
     """The window's totals, and the same per group (any of tool, provider, model), from the
     rollups (metrics_app/rollups.py): the cost grows with the groups and the minutes, not the
     calls. The window is whole minutes, ending with the open one; `since` is its start."""
-    since, rows = rollups.window_rows(rollups.window_minutes(window), now)
-    slots: dict[tuple[Any, ...], int] = {}
-    for row in rows:
-        slots.setdefault(tuple(getattr(row, name) for name in group), len(slots))
-    row_slots = [slots[tuple(getattr(row, name) for name in group)] for row in rows]
-    merged = sketches.merge_rows([row.sketch for row in rows], row_slots, len(slots), rollups.N_PARTS)
-    counts = [[0, 0] for _ in slots]
-    for row, slot in zip(rows, row_slots, strict=True):
-        counts[slot][0] += row.count
-        counts[slot][1] += row.errors
+    return metrics_summaries(window=window, groupings=[group], parts=parts, overall=overall, now=now)[0]
 
-    def summarised(keys: dict[str, Any], sketch: Any, count: int, errors: int) -> dict[str, Any]:
-        fractions = [fraction for _, fraction in PERCENTILES]
+
+def metrics_summaries(
+    *,
+    window: timedelta,
+    groupings: list[list[str]],
+    parts: tuple[str, ...] = PARTS,
+    overall: bool = True,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """`metrics_summary` for several groupings of one window, its rollups read once."""
+    since, rows = rollups.window_rows(rollups.window_minutes(window), now)
+    wanted = [rollups.PARTS.index(part) for part in parts]
+    # Sum the rows once per (tool, provider, model); each grouping adds those sums up.
+    slots: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        slots.setdefault((row.tool, row.provider, row.model), len(slots))
+    row_slots = [slots[(row.tool, row.provider, row.model)] for row in rows]
+    merged = sketches.merge_rows([row.sketch for row in rows], row_slots, len(slots), rollups.N_PARTS, wanted)
+    counts = np.zeros((len(slots), 2), dtype=np.int64)
+    for row, slot in zip(rows, row_slots, strict=True):
+        counts[slot] += (row.count, row.errors)
+    fractions = [fraction for _, fraction in PERCENTILES]
+    names = [name for name, _ in PERCENTILES]
+
+    def summarised(keys: dict[str, Any], sketch: np.ndarray, count: int, errors: int) -> dict[str, Any]:
         latency = {
-            part: dict(
-                zip(
-                    (name for name, _ in PERCENTILES),
-                    sketches.quantiles(sketch[rollups.PARTS.index(part)], fractions),
-                    strict=True,
-                )
-            )
-            for part in parts
+            part: dict(zip(names, sketches.quantiles(sketch[position], fractions), strict=True))
+            for position, part in enumerate(parts)
         }
         return _shape(keys, count, errors, latency)
 
-    total = sum(count for count, _ in counts)
-    totals = (
-        summarised({}, merged.sum(axis=0), total, sum(errors for _, errors in counts))
-        if overall and total
-        else _empty(parts)
-    )
-    groups = [
-        summarised(dict(zip(group, key, strict=True)), merged[slot], *counts[slot])
-        for key, slot in sorted(slots.items(), key=lambda item: tuple(str(value) for value in item[0]))
-        if counts[slot][0]
-    ]
-    return {"since": since.isoformat(), **totals, "groups": groups if group else []}
+    total, errors = (int(value) for value in counts.sum(axis=0)) if len(slots) else (0, 0)
+    totals = summarised({}, merged.sum(axis=0), total, errors) if overall and total else _empty(parts)
+    summaries = []
+    for group in groupings:
+        by_key: dict[tuple[Any, ...], list[int]] = {}
+        for key, slot in slots.items():
+            named = dict(zip(("tool", "provider", "model"), key, strict=True))
+            by_key.setdefault(tuple(named[name] for name in group), []).append(slot)
+        groups = [
+            summarised(
+                dict(zip(group, key, strict=True)),
+                merged[members].sum(axis=0),
+                *(int(value) for value in counts[members].sum(axis=0)),
+            )
+            for key, members in sorted(by_key.items(), key=lambda item: tuple(str(value) for value in item[0]))
+        ]
+        summaries.append(
+            {"since": since.isoformat(), **totals, "groups": [g for g in groups if g["count"]] if group else []}
+        )
+    return summaries
 
 
 def _empty(parts: tuple[str, ...]) -> dict[str, Any]:

@@ -55,47 +55,70 @@ def dense(values: Iterable[float | None]) -> np.ndarray:
     return np.bincount(bin_indexes(present), minlength=BINS).astype(np.int64)
 
 
-def encode(parts: Sequence[np.ndarray]) -> bytes:
-    """Dense bin counts, one array per part, as bytes: a uint16 count of non-empty bins per
-    part, then every part's bin indexes (uint16), then their counts (uint32)."""
-    indexes = [np.flatnonzero(part) for part in parts]
-    header = np.array([len(found) for found in indexes], dtype=np.uint16)
-    keys = np.concatenate(indexes).astype(np.uint16) if indexes else np.zeros(0, np.uint16)
-    counts = np.concatenate([part[found] for part, found in zip(parts, indexes, strict=True)]).astype(np.uint32)
-    return header.tobytes() + keys.tobytes() + counts.tobytes()
+def encode_sparse(flat: np.ndarray, counts: np.ndarray, parts: int) -> bytes:
+    """Non-empty bins as bytes. `flat` holds part * BINS + bin, sorted and unique; `counts`
+    their counts. Layout: a uint16 count of bins per part, then every bin index (uint16),
+    then every count (uint32), parts in order."""
+    flat = np.asarray(flat, dtype=np.int64)
+    header = np.bincount(flat // BINS, minlength=parts).astype(np.uint16)
+    keys = (flat % BINS).astype(np.uint16)
+    return header.tobytes() + keys.tobytes() + np.asarray(counts).astype(np.uint32).tobytes()
 
 
-def decode(blob: bytes, parts: int) -> list[np.ndarray]:
-    """The dense counts of each part (length BINS) of an encoded row."""
-    header = np.frombuffer(blob, dtype=np.uint16, count=parts)
-    total = int(header.sum())
-    keys = np.frombuffer(blob, dtype=np.uint16, count=total, offset=2 * parts).astype(np.int64)
-    counts = np.frombuffer(blob, dtype=np.uint32, count=total, offset=2 * parts + 2 * total)
-    # One bincount for all parts: part p's bins are shifted by p * BINS.
-    part_of = np.repeat(np.arange(parts, dtype=np.int64), header)
-    flat = np.bincount(part_of * BINS + keys, weights=counts, minlength=parts * BINS)
-    return list(flat.astype(np.int64).reshape(parts, BINS))
+def encode(parts: np.ndarray | Sequence[np.ndarray]) -> bytes:
+    """Dense bin counts, shaped (parts, BINS), as bytes (see encode_sparse)."""
+    dense = np.asarray(parts, dtype=np.int64).reshape(-1)
+    flat = np.flatnonzero(dense)
+    return encode_sparse(flat, dense[flat], len(dense) // BINS)
 
 
-def merge_rows(blobs: Sequence[bytes], slots: Sequence[int], n_slots: int, parts: int) -> np.ndarray:
+def decode(blob: bytes, parts: int) -> np.ndarray:
+    """The dense counts of an encoded row, shaped (parts, BINS)."""
+    return merge_rows([blob], [0], 1, parts)[0]
+
+
+def merge_rows(
+    blobs: Sequence[bytes], slots: Sequence[int], n_slots: int, parts: int, wanted: Sequence[int] | None = None
+) -> np.ndarray:
     """Sum many encoded rows into `n_slots` accumulators: row i adds into slot `slots[i]`.
 
-    Returns counts shaped (n_slots, parts, BINS). One pass in numpy over all the rows' bins."""
+    Returns counts shaped (n_slots, len(wanted), BINS) — every part when `wanted` is None,
+    else the parts it names, in its order — in one numpy pass over all the rows' bins."""
+    chosen = list(range(parts)) if wanted is None else list(wanted)
+    position = np.full(parts, -1, dtype=np.int64)
+    position[chosen] = np.arange(len(chosen))
+    width = len(chosen) * BINS
     if not blobs:
-        return np.zeros((n_slots, parts, BINS), dtype=np.int64)
+        return np.zeros((n_slots, len(chosen), BINS), dtype=np.int64)
     flat_indexes, flat_counts = [], []
+    every = np.arange(parts, dtype=np.int64)
     for blob, slot in zip(blobs, slots, strict=True):
         header = np.frombuffer(blob, dtype=np.uint16, count=parts)
         total = int(header.sum())
         keys = np.frombuffer(blob, dtype=np.uint16, count=total, offset=2 * parts)
         counts = np.frombuffer(blob, dtype=np.uint32, count=total, offset=2 * parts + 2 * total)
-        base = np.repeat((slot * parts + np.arange(parts, dtype=np.int64)) * BINS, header)
-        flat_indexes.append(base + keys)
-        flat_counts.append(counts)
-    summed = np.bincount(
-        np.concatenate(flat_indexes), weights=np.concatenate(flat_counts), minlength=n_slots * parts * BINS
-    )
-    return summed.astype(np.int64).reshape(n_slots, parts, BINS)
+        at = position[np.repeat(every, header)]
+        keep = at >= 0
+        flat_indexes.append((slot * width + at * BINS + keys)[keep])
+        flat_counts.append(counts[keep])
+    summed = np.bincount(np.concatenate(flat_indexes), weights=np.concatenate(flat_counts), minlength=n_slots * width)
+    return summed.astype(np.int64).reshape(n_slots, len(chosen), BINS)
+
+
+def part_quantiles(blob: bytes, parts: int, part: int, fractions: Sequence[float]) -> list[float | None]:
+    """The quantiles of one part of one encoded row, read from its non-empty bins alone."""
+    header = np.frombuffer(blob, dtype=np.uint16, count=parts)
+    total = int(header.sum())
+    start, stop = int(header[:part].sum()), int(header[: part + 1].sum())
+    keys = np.frombuffer(blob, dtype=np.uint16, count=total, offset=2 * parts)[start:stop]
+    counts = np.frombuffer(blob, dtype=np.uint32, count=total, offset=2 * parts + 2 * total)[start:stop]
+    if not len(keys):
+        return [None for _ in fractions]
+    cumulative = np.cumsum(counts, dtype=np.int64)
+    n = int(cumulative[-1])
+    return [
+        bin_value(int(keys[int(np.searchsorted(cumulative, math.floor(f * (n - 1)), side="right"))])) for f in fractions
+    ]
 
 
 def quantiles(counts: np.ndarray, fractions: Sequence[float]) -> list[float | None]:
