@@ -90,6 +90,8 @@ def _database_part(now: datetime) -> dict[str, Any]:
     this_hour = rollups.floor_hour(now)
     hour, day = timedelta(hours=1), timedelta(days=1)
     return {
+        # When these figures were read: every process shows the same until the next refresh.
+        "database_at": now.isoformat(),
         # The last hour per minute, and the last day per hour (the open minute and hour included).
         "series": _series(current - (SERIES_MINUTES - 1) * rollups.MINUTE, SERIES_MINUTES, 60),
         "series_day": _series(this_hour - (SERIES_HOURS - 1) * rollups.HOUR, SERIES_HOURS, 3600),

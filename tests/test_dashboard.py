@@ -17,6 +17,7 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -24,8 +25,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from exai_site.asgi import application
+from exai_site.cache import owned_key
 from exai_site.models import IssuedToken
-from metrics_app.dashboard import _database_part, dashboard_snapshot, forget_shared_snapshot
+from metrics_app.dashboard import _database_part, dashboard_snapshot, forget_shared_snapshot, shared_database_part
 from metrics_app.models import LatencySample
 from metrics_app.recorder import buffer
 from metrics_app.rollups import write_samples
@@ -109,6 +111,22 @@ async def test_a_snapshot_shows_calls_errors_throttle_circuits_process_and_files
     assert snapshot["process"]["pid"] == os.getpid() and snapshot["process"]["rss_bytes"] > 0
     assert snapshot["files"]["blobs"] == 0 and snapshot["files"]["last_cleanup"] is None
     assert snapshot["series"]["wait_mean_ms"][-1] is not None and snapshot["series"]["wait_max_ms"][-1] >= 0
+
+
+async def test_the_database_part_is_computed_once_per_refresh_and_shared(settings: Any) -> None:
+    settings.EXAI_DASHBOARD_INTERVAL_S = 30
+    now = timezone.now()
+    first = await shared_database_part(now)
+    assert first["database_at"] == now.isoformat()
+    # Another process (or this one) within the interval gets the same figures from the cache.
+    assert await shared_database_part(now + timedelta(seconds=10)) == first
+    # Another process took the lease to compute the next ones: meanwhile the last are served.
+    await cache.aadd(owned_key("dashboard", "exai:dashboard:database:lease"), 1, timeout=30)
+    assert (await shared_database_part(now + timedelta(seconds=40)))["database_at"] == now.isoformat()
+    # Past the lease, the next reader computes them afresh.
+    await cache.adelete(owned_key("dashboard", "exai:dashboard:database:lease"))
+    fresh = await shared_database_part(now + timedelta(seconds=45))
+    assert fresh["database_at"] == (now + timedelta(seconds=45)).isoformat()
 
 
 def test_the_errors_panel_lists_what_wants_a_look_latest_first() -> None:
