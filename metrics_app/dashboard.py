@@ -54,7 +54,8 @@ def _series(first: datetime, points: int, span_s: int) -> dict[str, Any]:
     rows = rollups.provider_minutes(starts[0], starts[-1], span_s=span_s)
     at = {start: index for index, start in enumerate(starts)}
     calls, errors = [0] * points, [0] * points
-    wait_sum, wait_max = [0.0] * points, [None] * points
+    wait_sum: list[float] = [0.0] * points
+    wait_max: list[float | None] = [None] * points
     p95: dict[str, list[float | None]] = {}
     for row in rows:
         index = at.get(row.start)

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db.models import Aggregate, FloatField
 
 from metrics_app import rollups, sketches
 from metrics_app.models import LatencySample
@@ -32,22 +31,6 @@ def parse_window(text: str) -> timedelta:
     if not match or int(match[1]) == 0:
         raise ValueError(f"window {text!r} is not a number of minutes, hours or days like 15m, 1h or 7d")
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
-
-
-class PercentileCont(Aggregate):
-    """PostgreSQL's percentile_cont: one fraction, or several computed from a single sort."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-    def __init__(self, fraction: float | tuple[float, ...], expression: str, **extra: Any) -> None:
-        if isinstance(fraction, tuple):
-            from django.contrib.postgres.fields import ArrayField
-
-            rendered = "ARRAY[" + ",".join(repr(float(f)) for f in fraction) + "]::float8[]"
-            super().__init__(expression, fraction=rendered, output_field=ArrayField(FloatField()), **extra)
-        else:
-            super().__init__(expression, fraction=repr(float(fraction)), output_field=FloatField(), **extra)
 
 
 def percentile(values: list[float], fraction: float) -> float | None:

@@ -128,7 +128,7 @@ def quantiles(counts: np.ndarray, fractions: Sequence[float]) -> list[float | No
     if total == 0:
         return [None for _ in fractions]
     cumulative = np.cumsum(counts)
-    found = []
+    found: list[float | None] = []
     for fraction in fractions:
         rank = fraction * (total - 1)
         index = int(np.searchsorted(cumulative, math.floor(rank), side="right"))
