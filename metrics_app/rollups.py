@@ -23,6 +23,7 @@ the summary's `since` says where it starts. Percentiles are DDSketch's (1 % rela
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -36,8 +37,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from exai_site.outages import unreachable_service
 from metrics_app import sketches
 from metrics_app.models import LatencyRollup, LatencySample, RollupWindow, RollupWindowGroup
+
+logger = logging.getLogger(__name__)
 
 PARTS = ("total_latency_ms", "global_sem_wait_ms", "provider_sem_wait_ms", "processing_ms", "ttft_ms", "overhead_ms")
 N_PARTS = len(PARTS)
@@ -116,11 +120,26 @@ def records_of(samples: Sequence[LatencySample]) -> list[Record]:
 
 
 def write_samples(samples: Sequence[LatencySample]) -> None:
-    """Write raw samples and add them to the rollups, in one transaction."""
+    """Write raw samples and add them to the rollups, in one transaction.
+
+    Should the rollups refuse them for any reason but an outage (which fails the whole batch,
+    kept for the next flush), the raw samples are still written and the error logged:
+    `rebuild_rollups` recomputes the rollups from them."""
     with transaction.atomic():
         _advisory_lock(exclusive=False)
         LatencySample.objects.bulk_create(samples, batch_size=settings.EXAI_METRICS_BATCH)
-        add_to_rollups(records_of(samples))
+        try:
+            with transaction.atomic():
+                add_to_rollups(records_of(samples))
+        except Exception as exc:
+            if unreachable_service(exc) is not None:
+                raise
+            logger.error(
+                "could not add %d latency samples to the rollups; they are kept as raw samples "
+                "(manage.py rebuild_rollups recomputes the rollups from them)",
+                len(samples),
+                exc_info=True,
+            )
 
 
 def deltas_of(records: Sequence[Record]) -> dict[tuple[str, int, datetime, str, str, str], Delta]:
