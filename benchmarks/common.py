@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,4 +76,49 @@ def prepared_database() -> tuple[dict[str, str], str]:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    return env, token
+
+
+def cluster_database(url: str) -> str:
+    """`url`'s database, created if it is missing (a fresh one per run would cost a migrate each time)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+    return url
+
+
+def bench_server(
+    mode: str, *, database_url: str, redis_url: str, stub_port: int, slots: int
+) -> tuple[dict[str, str], str]:
+    """A server's environment for a benchmark run, and a bench user's token: embedded mode
+    (a fresh SQLite, in-memory layer) or cluster mode (`database_url` + Redis under a prefix of
+    its own); the stub as Kimi; every client a slot, and rate limits that count every call
+    and frame, as deployed, but never refuse one; DEBUG off, plain http on loopback."""
+    if mode == "cluster":
+        os.environ["DATABASE_URL"] = cluster_database(database_url)
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    db_env, token = prepared_database()
+    env = {
+        **db_env,
+        "KIMI_API_KEY": "bench",
+        "KIMI_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
+        "EXAI_MAX_CONCURRENCY": str(slots),
+        "EXAI_KIMI_MAX_CONCURRENCY": str(slots),
+        "EXAI_USER_MAX_CONCURRENCY": str(slots),
+        "EXAI_USER_PROVIDER_SHARE": "1",
+        "EXAI_USER_CALLS_PER_MIN": str(10**9),
+        "EXAI_WS_FRAMES_PER_S": str(10**9),
+        "EXAI_API_USER_RATE": "1000000/minute",
+        "EXAI_LOG_LEVEL": "WARNING",
+        # Measured as deployed: DEBUG keeps every SQL query in memory.
+        "DJANGO_DEBUG": "0",
+        "EXAI_HTTPS": "0",  # plain http on loopback (DEBUG off would redirect to https)
+    }
+    if mode == "cluster":
+        env["REDIS_URL"] = redis_url
+        env["EXAI_REDIS_PREFIX"] = f"exai-bench-{uuid.uuid4().hex[:8]}"
     return env, token

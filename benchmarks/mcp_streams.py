@@ -24,14 +24,13 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from benchmarks.common import PYTHON, free_port, percentiles, prepared_database, start, stop
+from benchmarks.common import PYTHON, bench_server, free_port, percentiles, start, stop
 
 
 def call_body(prompt: str, request_id: int) -> dict[str, object]:
@@ -131,31 +130,9 @@ def row(name: str, rate: float, latencies: list[float]) -> str:
 
 
 def run_mode(mode: str, args: argparse.Namespace, stub_port: int) -> list[str]:
-    if mode == "cluster":
-        from benchmarks.ws_overhead import cluster_database
-
-        os.environ["DATABASE_URL"] = cluster_database(args.database_url)
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    db_env, token = prepared_database()
-    env = {
-        **db_env,
-        "KIMI_API_KEY": "bench",
-        "KIMI_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
-        "EXAI_MAX_CONCURRENCY": "256",
-        "EXAI_KIMI_MAX_CONCURRENCY": "256",
-        "EXAI_USER_MAX_CONCURRENCY": "256",
-        "EXAI_USER_PROVIDER_SHARE": "1",
-        "EXAI_USER_CALLS_PER_MIN": str(10**9),
-        "EXAI_WS_FRAMES_PER_S": str(10**9),
-        "EXAI_API_USER_RATE": "1000000/minute",
-        "EXAI_LOG_LEVEL": "WARNING",
-        "DJANGO_DEBUG": "0",
-        "EXAI_HTTPS": "0",  # plain http on loopback (DEBUG off would redirect to https)
-    }
-    if mode == "cluster":
-        env["REDIS_URL"] = args.redis_url
-        env["EXAI_REDIS_PREFIX"] = f"exai-bench-{uuid.uuid4().hex[:8]}"
+    env, token = bench_server(
+        mode, database_url=args.database_url, redis_url=args.redis_url, stub_port=stub_port, slots=256
+    )
     port = free_port()
     process = start(
         [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "exai_site.asgi:application"], port, env

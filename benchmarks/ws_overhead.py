@@ -24,12 +24,11 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import PYTHON, free_port, percentiles, prepared_database, start, stop
+from benchmarks.common import PYTHON, bench_server, free_port, percentiles, start, stop
 
 
 async def drive_server(
@@ -117,43 +116,12 @@ def ratio_lines(mode: str, results: dict[str, tuple[float, list[float]]], client
     return lines
 
 
-def cluster_database(url: str) -> str:
-    """`url`'s database, created if it is missing (a fresh one per run would cost a migrate each time)."""
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    return url
-
-
 def run_mode(mode: str, args: argparse.Namespace, stub_port: int) -> tuple[list[str], list[str]]:
     """Every run of one mode: the floors (SDK direct, bare relay), then the server on daphne and uvicorn."""
-    if mode == "cluster":
-        os.environ["DATABASE_URL"] = cluster_database(args.database_url)
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    db_env, token = prepared_database()
     # The benchmark measures the gateway, not queueing: give every client a slot.
-    env = {
-        **db_env,
-        "KIMI_API_KEY": "bench",
-        "KIMI_BASE_URL": f"http://127.0.0.1:{stub_port}/v1",
-        "EXAI_MAX_CONCURRENCY": str(max(64, args.clients)),
-        "EXAI_KIMI_MAX_CONCURRENCY": str(max(64, args.clients)),
-        "EXAI_USER_MAX_CONCURRENCY": str(max(64, args.clients)),
-        "EXAI_USER_PROVIDER_SHARE": "1",
-        # The rate limits count every call and frame, as deployed, but never refuse one here.
-        "EXAI_USER_CALLS_PER_MIN": str(10**9),
-        "EXAI_WS_FRAMES_PER_S": str(10**9),
-        "EXAI_LOG_LEVEL": "WARNING",
-        # Measured as deployed: DEBUG keeps every SQL query in memory.
-        "DJANGO_DEBUG": "0",
-    }
-    if mode == "cluster":
-        env["REDIS_URL"] = args.redis_url
-        env["EXAI_REDIS_PREFIX"] = f"exai-bench-{uuid.uuid4().hex[:8]}"
+    env, token = bench_server(
+        mode, database_url=args.database_url, redis_url=args.redis_url, stub_port=stub_port, slots=max(64, args.clients)
+    )
     rows: list[str] = []
     results: dict[str, tuple[float, list[float]]] = {}
 

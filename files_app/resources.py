@@ -66,9 +66,7 @@ def _read(user: Any, ident: str) -> dict[str, Any] | None:
 
 
 def _ids(user: Any, prefix: str, limit: int) -> list[str]:
-    ids = FileReference.objects.owned_by(user).order_by("-created").values_list("id", flat=True)
-    prefix = prefix.strip().lower()
-    return [str(ident) for ident in ids[:5000] if str(ident).startswith(prefix)][:limit]
+    return mcp_resources.ids_starting_with(FileReference.objects.owned_by(user).order_by("-created"), prefix, limit)
 
 
 FILES = ResourceKind(

@@ -22,7 +22,7 @@ from exai_site.outages import unreachable_service
 from exai_site.text import storable_text
 from metrics_app import prometheus
 from metrics_app.models import LatencySample
-from metrics_app.rollups import write_samples
+from metrics_app.rollups import MetricsTablesBusy, write_samples
 from tools_app.observers import CallSample
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ class SampleBuffer:
                 return 0
             try:
                 write_samples(items)  # the raw rows and their rollups, one transaction
+            except MetricsTablesBusy:
+                # A schema change or a TRUNCATE holds the tables: the next flush tries again.
+                with self._lock:
+                    self._items = items + self._items
+                return 0
             except Exception as exc:
                 if unreachable_service(exc) is not None:
                     self._keep_for_later(items)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -98,6 +98,32 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+class MetricsTablesBusy(Exception):
+    """Another transaction holds a metrics table exclusively (a migration, a TRUNCATE)."""
+
+
+def _lock_tables(*models: Any) -> None:
+    """Take the tables this transaction writes, all at once and without waiting.
+
+    Writers and readers only ever take ROW EXCLUSIVE, which never conflict with one another;
+    what does is a schema change or a TRUNCATE, which locks the tables one by one. Taking
+    ours one by one as the transaction goes would deadlock with it (each holding one table
+    the other waits for), so they are taken first, together, or not at all (MetricsTablesBusy)."""
+    if not _postgres():
+        return
+    tables = ", ".join(connection.ops.quote_name(model._meta.db_table) for model in models)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {tables} IN ROW EXCLUSIVE MODE NOWAIT")
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+            raise MetricsTablesBusy(str(exc)) from exc
+        raise
+
+
+_TABLES = (LatencySample, LatencyRollup, RollupWindow, RollupWindowGroup)
+
+
 def _advisory_lock(*, exclusive: bool) -> None:
     if _postgres():
         with connection.cursor() as cursor:
@@ -126,6 +152,7 @@ def write_samples(samples: Sequence[LatencySample]) -> None:
     kept for the next flush), the raw samples are still written and the error logged:
     `rebuild_rollups` recomputes the rollups from them."""
     with transaction.atomic():
+        _lock_tables(*_TABLES)
         _advisory_lock(exclusive=False)
         LatencySample.objects.bulk_create(samples, batch_size=settings.EXAI_METRICS_BATCH)
         try:
@@ -407,6 +434,7 @@ def advance(minutes: int, now: datetime | None = None) -> RollupWindow:
     if window is not None and window.through == target:
         return window  # the common case: nothing to do, no lock taken
     with transaction.atomic():
+        _lock_tables(*_TABLES)
         try:
             with transaction.atomic():
                 RollupWindow.objects.get_or_create(minutes=minutes)
@@ -440,7 +468,10 @@ def window_rows(minutes: int, now: datetime | None = None) -> tuple[datetime, li
     since = current - (minutes - 1) * MINUTE
     open_minute = _group_rows(current, current)
     if minutes in WINDOWS:
-        window = advance(minutes, now)
+        try:
+            window = advance(minutes, now)
+        except MetricsTablesBusy:  # summed from the rows instead, this once
+            return since, _group_rows(since, current - MINUTE) + open_minute
         kept = [
             Row(tool, provider, model, count, errors, bytes(sketch))
             for tool, provider, model, count, errors, sketch in RollupWindowGroup.objects.filter(

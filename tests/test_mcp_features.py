@@ -296,6 +296,19 @@ async def test_a_subscribed_thread_announces_its_new_turns_until_unsubscribed(se
     assert {"jsonrpc": "2.0", "method": "notifications/resources/list_changed", "params": {}} in notes
 
 
+async def test_a_session_watches_a_bounded_number_of_resources(session: Session, monkeypatch: Any) -> None:
+    from tools_app import mcp_protocol
+
+    monkeypatch.setattr(mcp_protocol, "MAX_SUBSCRIPTIONS", 3)
+    for index in range(3):
+        assert await session.result("resources/subscribe", {"uri": f"exai://threads/t{index}"}) == {}
+    assert await session.result("resources/subscribe", {"uri": "exai://threads/t0"}) == {}  # already watched
+    refused = await session.request("resources/subscribe", {"uri": "exai://threads/t3"})
+    assert refused["error"]["code"] == -32602 and "at most 3" in refused["error"]["message"]
+    assert await session.result("resources/unsubscribe", {"uri": "exai://threads/t1"}) == {}
+    assert await session.result("resources/subscribe", {"uri": "exai://threads/t3"}) == {}
+
+
 async def test_another_users_changes_are_never_announced(session: Session, other_user: Any) -> None:
     from tests.helpers import run
 

@@ -231,3 +231,24 @@ def test_two_processes_writing_the_same_minutes_lose_and_double_count_nothing() 
     assert summary["count"] == total
     RollupWindow.objects.update(through=None)
     assert metrics_summary(window=timedelta(hours=1), group=["tool"], now=now) == summary
+
+
+@pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").startswith("sqlite") or not os.environ.get("DATABASE_URL"),
+    reason="table locks are PostgreSQL's",
+)
+def test_a_flush_while_a_migration_holds_the_tables_waits_for_the_next_one(settings: Any) -> None:
+    import psycopg
+
+    from metrics_app.recorder import SampleBuffer
+
+    settings.EXAI_METRICS_FLUSH_S = 60  # its writer thread stays asleep: the test flushes
+    buffer = SampleBuffer()
+    now = timezone.now()
+    buffer.add(sample(now))
+    # As a schema change (or a test's TRUNCATE) would: the rollups table held exclusively.
+    with psycopg.connect(database_url().replace("postgres://", "postgresql://")) as other:
+        other.execute("LOCK TABLE metrics_app_latencyrollup IN ACCESS EXCLUSIVE MODE")
+        assert buffer.flush() == 0  # not written, not waited for (a deadlock otherwise), not lost
+    assert buffer.flush() == 1
+    assert LatencySample.objects.count() == 1 and metrics_summary(window=timedelta(hours=1), group=[])["count"] == 1

@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -420,6 +421,9 @@ async def _resumed(stream_id: str, first: Any, replay: AsyncIterator[Any]) -> As
     log = get_event_log()
     hold_s = settings.EXAI_MCP_RESUME_GRACE_S + settings.EXAI_HEARTBEAT_S * 2
     await log.reading(stream_id, hold_s)
+    # The mark that a reader is back lasts hold_s: renewed a third of that in, not per event
+    # (with Redis each renewal is a round trip).
+    renewed = time.monotonic()
     yield f"retry: {settings.EXAI_MCP_SSE_RETRY_MS}\n\n".encode()
     event = first
     try:
@@ -430,7 +434,9 @@ async def _resumed(stream_id: str, first: Any, replay: AsyncIterator[Any]) -> As
                 return
             else:
                 yield _sse(event.message, event_id(stream_id, event.seq))
-            await log.reading(stream_id, hold_s)
+            if time.monotonic() - renewed >= hold_s / 3:
+                await log.reading(stream_id, hold_s)
+                renewed = time.monotonic()
             try:
                 event = await anext(replay)
             except StopAsyncIteration:

@@ -33,6 +33,8 @@ MODERN_VERSIONS = ("2026-07-28",)
 SUPPORTED_VERSIONS = (*HANDSHAKE_VERSIONS, *MODERN_VERSIONS)
 VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 SUBSCRIPTION_META_KEY = "io.modelcontextprotocol/subscriptionId"
+# Resources one session may watch (resources/subscribe, or one subscriptions/listen).
+MAX_SUBSCRIPTIONS = 1000
 SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
 
 PARSE_ERROR = -32700
@@ -325,6 +327,8 @@ class McpServer:
         uris = wanted.get("resourceSubscriptions") or []
         if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
             raise RpcError(INVALID_PARAMS, "Invalid params: resourceSubscriptions must be a list of URIs")
+        if len(uris) > MAX_SUBSCRIPTIONS:
+            raise RpcError(INVALID_PARAMS, f"Invalid params: at most {MAX_SUBSCRIPTIONS} resourceSubscriptions")
         if request_id in self.in_flight:
             raise RpcError(INVALID_REQUEST, f"Invalid Request: request id {request_id!r} is already in flight")
         backend = self.backend
@@ -432,7 +436,12 @@ class McpServer:
                 raise RpcError(INVALID_PARAMS, f"Invalid params: {exc}", {"uri": uri}) from None
         if method == "resources/subscribe":
             # Any URI may be watched (a thread may be deleted and its URI watched for nothing);
-            # only this user's changes are ever announced.
+            # only this user's changes are ever announced. A session holds a bounded number.
+            if uri not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise RpcError(
+                    INVALID_PARAMS,
+                    f"Invalid params: a session watches at most {MAX_SUBSCRIPTIONS} resources; unsubscribe some first",
+                )
             self.subscriptions.add(uri)
             return {}
         if method == "resources/unsubscribe":

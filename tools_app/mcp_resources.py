@@ -138,6 +138,15 @@ def complete_variable(user: Any, uri_template: str, variable: str, prefix: str) 
     return kind.ids_owned(user, prefix, COMPLETION_LIMIT)
 
 
+def ids_starting_with(owned: Any, prefix: str, limit: int) -> list[str]:
+    """The ids (UUIDs) of `owned` (a queryset, newest first) whose text starts with what was
+    typed, matched by the database however many the user has."""
+    prefix = prefix.strip().lower()
+    if prefix:
+        owned = owned.filter(pk__startswith=prefix)
+    return [str(ident) for ident in owned.values_list("pk", flat=True)[:limit]]
+
+
 def complete_ids(user: Any, kind: str, prefix: str) -> list[str]:
     return RESOURCE_KINDS[kind].ids_owned(user, prefix, COMPLETION_LIMIT) if kind in RESOURCE_KINDS else []
 

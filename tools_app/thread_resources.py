@@ -16,7 +16,7 @@ from django.db.models.functions import Substr
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from tools_app.mcp_resources import ResourceKind, register_resource_kind, resource_changed
+from tools_app.mcp_resources import ResourceKind, ids_starting_with, register_resource_kind, resource_changed
 from tools_app.models import Conversation, Message
 
 NAME_CHARS = 60
@@ -77,12 +77,7 @@ def _read(user: Any, ident: str) -> dict[str, Any] | None:
 
 
 def _ids(user: Any, prefix: str, limit: int) -> list[str]:
-    ids = Conversation.objects.filter(owner=user).order_by("-updated").values_list("id", flat=True)
-    prefix = prefix.strip().lower()
-    if not prefix:
-        return [str(ident) for ident in ids[:limit]]
-    # Ids are UUIDs: match on the text (a short prefix is what people type).
-    return [str(ident) for ident in ids[:5000] if str(ident).startswith(prefix)][:limit]
+    return ids_starting_with(Conversation.objects.filter(owner=user).order_by("-updated"), prefix, limit)
 
 
 THREADS = ResourceKind(
