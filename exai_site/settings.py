@@ -280,6 +280,8 @@ EXAI_KIMI_DEFAULT_MODEL = env_str("EXAI_KIMI_DEFAULT_MODEL")
 EXAI_GLM_DEFAULT_MODEL = env_str("EXAI_GLM_DEFAULT_MODEL")
 # The output budget (`max_tokens`) sent when a tool names none: reasoning and answer share it.
 EXAI_MAX_OUTPUT_TOKENS = env_int("EXAI_MAX_OUTPUT_TOKENS", 32_768, minimum=256)
+# A JSON file of model prices that adds to or replaces the defaults (tools_app/pricing.py).
+EXAI_PRICES_FILE = env_str("EXAI_PRICES_FILE", "")
 # After a 429 a provider's concurrency halves, then grows back by one slot this often.
 EXAI_RATE_LIMIT_RECOVERY_S = env_float("EXAI_RATE_LIMIT_RECOVERY_S", 10.0, minimum=0.1)
 

@@ -21,12 +21,13 @@ import contextlib
 import logging
 import os
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from exai_site.cache import owned_key
 from exai_site.outages import unreachable_service
 from metrics_app import rollups, sketches
 from metrics_app.services import metrics_summaries
+from metrics_app.spend import spend_summary
 from tools_app.health import health_snapshot, status_parts
 from tools_app.lifecycle import get_lifecycle
 from tools_app.observers import frames
@@ -86,6 +88,34 @@ def _by_provider_and_tool(window: timedelta, now: datetime, suffix: str) -> dict
     return {f"providers{suffix}": providers["groups"], f"tools{suffix}": tools["groups"]}
 
 
+SPEND_DAYS = 30
+
+
+def _spend(now: datetime) -> dict[str, Any]:
+    """What calls cost over the last 30 days: per day and provider (the chart), per model and
+    per user (the tables), from the daily spend rows."""
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=SPEND_DAYS - 1)
+    days = [first + timedelta(days=index) for index in range(SPEND_DAYS)]
+    at = {day.isoformat(): index for index, day in enumerate(days)}
+    per_day: dict[str, list[float]] = {}
+    for row in spend_summary(days=SPEND_DAYS, group=["provider", "day"], today=today)["groups"]:
+        per_day.setdefault(row["provider"] or "(none)", [0.0] * SPEND_DAYS)[at[row["day"]]] += row["cost_usd"]
+    by_model = spend_summary(days=SPEND_DAYS, group=["provider", "model"], today=today)
+    users = {user.pk: user.get_username() for user in get_user_model().objects.all()}
+    by_user = sorted(
+        spend_summary(days=SPEND_DAYS, group=["user"], today=today)["groups"], key=lambda row: -row["cost_usd"]
+    )[:10]
+    return {
+        "days": [int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) for day in days],
+        "cost_by_provider": {provider: [round(v, 6) for v in values] for provider, values in sorted(per_day.items())},
+        "total_usd": by_model["cost_usd"],
+        "unpriced_calls": by_model["unpriced_calls"],
+        "models": sorted(by_model["groups"], key=lambda row: -row["cost_usd"]),
+        "users": [{**row, "user": users.get(row["user"], "(the server)")} for row in by_user],
+    }
+
+
 def _database_part(now: datetime) -> dict[str, Any]:
     current = rollups.floor_minute(now)
     this_hour = rollups.floor_hour(now)
@@ -99,6 +129,7 @@ def _database_part(now: datetime) -> dict[str, Any]:
         # The page shows total latency only, per provider and per tool: each window read once.
         **_by_provider_and_tool(hour, now, ""),
         **_by_provider_and_tool(day, now, "_day"),
+        "spend": _spend(now),
         # What the feature apps provide: files kept, errors that want a look (tools_app/health.py).
         **status_parts(),
     }

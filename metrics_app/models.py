@@ -27,6 +27,9 @@ class LatencySample(models.Model):
     overhead_ms = models.FloatField(default=0.0, help_text="Total minus waits minus provider time: the gateway's cost.")
     tokens_in = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Of tokens_in, those the provider had cached.")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Of tokens_out, the model's reasoning.")
+    cost_usd = models.FloatField(null=True, blank=True, help_text="What the call cost; empty: a model had no price.")
     bytes_in = models.PositiveBigIntegerField(default=0)
     bytes_out = models.PositiveBigIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
@@ -161,3 +164,32 @@ class RollupWindowGroup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool}/{self.provider}/{self.model}: {self.count} calls"
+
+
+class SpendDaily(models.Model):
+    """What one user's calls of one tool on one model cost in a day (UTC), summed as the samples
+    are written (metrics_app/spend.py): the spend API, the dashboard and `spend_report` read it."""
+
+    day = models.DateField()
+    # The caller's id, 0 for the server's own work (an investigation, a cleanup): no foreign
+    # key, as for the samples, and no NULL, so that one row per key is a unique constraint.
+    user_id = models.PositiveIntegerField(default=0)
+    tool = models.CharField(max_length=64)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    calls = models.PositiveBigIntegerField(default=0)
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0, help_text="Of the priced calls.")
+    unpriced_calls = models.PositiveBigIntegerField(default=0, help_text="Calls with a model that has no price.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "user_id", "tool", "provider", "model"], name="spend_daily_unique")
+        ]
+        indexes = [models.Index(fields=["user_id", "day"], name="spend_daily_user_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.user_id} {self.tool} {self.model}: ${self.cost_usd:.4f}"

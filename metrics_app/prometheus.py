@@ -55,6 +55,15 @@ OVERHEAD = Histogram(
     ["tool"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+TOKENS = Counter(
+    "exai_tokens",
+    "Tokens by kind: input (a cache miss), cached_input (a cache hit), output, and reasoning (part of output).",
+    ["provider", "model", "kind"],
+)
+COST = Counter(
+    "exai_cost_usd", "What provider replies cost, in US dollars (priced models only).", ["provider", "model"]
+)
+UNPRICED = Counter("exai_unpriced_calls", "Calls with a reply from a model that has no price.", ["provider", "model"])
 SLOTS = Gauge(
     "exai_throttle_slots", "Throttle slots: in_use, waiting and limit.", ["pool", "state"], multiprocess_mode=_SHARED
 )
@@ -105,6 +114,15 @@ def observe(sample: LatencySample) -> None:
     if provider:
         PROVIDER_TIME.labels(provider, model).observe(sample.processing_ms / 1000)
         SLOT_WAIT.labels(provider).observe((sample.global_sem_wait_ms + sample.provider_sem_wait_ms) / 1000)
+    if sample.tokens_in or sample.tokens_out:
+        TOKENS.labels(provider, model, "input").inc(max(0, sample.tokens_in - sample.cached_tokens))
+        TOKENS.labels(provider, model, "cached_input").inc(sample.cached_tokens)
+        TOKENS.labels(provider, model, "output").inc(sample.tokens_out)
+        TOKENS.labels(provider, model, "reasoning").inc(sample.reasoning_tokens)
+        if sample.cost_usd is None:
+            UNPRICED.labels(provider, model).inc()
+        else:
+            COST.labels(provider, model).inc(sample.cost_usd)
 
 
 async def render() -> tuple[bytes, str]:

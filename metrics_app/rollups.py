@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from exai_site.outages import unreachable_service
 from metrics_app import sketches
-from metrics_app.models import LatencyRollup, LatencySample, RollupWindow, RollupWindowGroup
+from metrics_app.models import LatencyRollup, LatencySample, RollupWindow, RollupWindowGroup, SpendDaily
+from metrics_app.spend import add_to_spend
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _lock_tables(*models: Any) -> None:
         raise
 
 
-_TABLES = (LatencySample, LatencyRollup, RollupWindow, RollupWindowGroup)
+_TABLES = (LatencySample, LatencyRollup, RollupWindow, RollupWindowGroup, SpendDaily)
 
 
 def _advisory_lock(*, exclusive: bool) -> None:
@@ -148,7 +149,8 @@ def records_of(samples: Sequence[LatencySample]) -> list[Record]:
 def write_samples(samples: Sequence[LatencySample]) -> None:
     """Write raw samples and add them to the rollups, in one transaction.
 
-    Should the rollups refuse them for any reason but an outage (which fails the whole batch,
+    The same transaction adds them to the day's spend (metrics_app/spend.py). Should the
+    rollups refuse them for any reason but an outage (which fails the whole batch,
     kept for the next flush), the raw samples are still written and the error logged:
     `rebuild_rollups` recomputes the rollups from them."""
     with transaction.atomic():
@@ -158,6 +160,7 @@ def write_samples(samples: Sequence[LatencySample]) -> None:
         try:
             with transaction.atomic():
                 add_to_rollups(records_of(samples))
+                add_to_spend(samples)
         except Exception as exc:
             if unreachable_service(exc) is not None:
                 raise

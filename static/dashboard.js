@@ -29,6 +29,7 @@
 
   const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
   const msValue = (u, v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) : v.toFixed(0)) + " ms";
+  const usdValue = (u, v) => (v === null || v === undefined ? "–" : "$" + v.toFixed(4));
 
   // One time chart per id, rebuilt only when its series change; the legend then shows each
   // series' latest value (the last minute with data).
@@ -42,10 +43,10 @@
         tzDate: utc,
         series: [{ label: "UTC" }].concat(series.map((s) => ({
           label: s.label, stroke: s.colour, width: 2, spanGaps: true, points: { show: true, size: 4 },
-          value: unit === "ms" ? msValue : undefined,
+          value: unit === "ms" ? msValue : unit === "$" ? usdValue : undefined,
         }))),
         scales: log ? { y: { distr: 3, log: 10 } } : {},
-        axes: [{}, { size: 56 }],
+        axes: [{}, unit === "$" ? { size: 64, values: (u, ticks) => ticks.map((v) => "$" + v.toFixed(4)) } : { size: 56 }],
         legend: { live: true },
         // At rest (no cursor on the chart) the legend shows each series' latest value.
         hooks: { draw: [showLatest], setCursor: [showLatest] },
@@ -144,6 +145,17 @@
     timeChart("waits-chart", [{ label: "mean wait", colour: "#1b7c83" }, { label: "longest wait", colour: "#9a6700" }],
       [minutes, positive(series.wait_mean_ms), positive(series.wait_max_ms)], { log: true, unit: "ms" });
     toolBars(day ? s.tools_day : s.tools);
+    const spend = s.spend, spenders = Object.keys(spend.cost_by_provider);
+    timeChart("spend-chart",
+      spenders.length ? spenders.map((p) => ({ label: p, colour: providerColour(p) })) : [{ label: "(nothing spent)", colour: "#57606a" }],
+      [spend.days].concat(spenders.length ? spenders.map((p) => spend.cost_by_provider[p]) : [spend.days.map(() => 0)]),
+      { unit: "$" });
+    const usd = (value) => "$" + value.toFixed(4);
+    const cost = (row) => usd(row.cost_usd) + (row.unpriced_calls ? " + " + row.unpriced_calls + " with no price" : "");
+    fill("spend-models", ["provider", "model", "calls", "tokens in (cached)", "tokens out", "cost"], spend.models.map((m) =>
+      [swatch(m.provider || "(none)"), m.model || "(none)", m.calls, m.tokens_in + " (" + m.cached_tokens + ")", m.tokens_out,
+        cell(cost(m), "num")]));
+    fill("spend-users", ["user", "calls", "cost"], spend.users.map((u) => [u.user, u.calls, cell(cost(u), "num")]));
     fill("errors", ["error", "message", "times", "state", "last (UTC)"], errorRows(s.errors));
     fill("providers", ["provider", "calls", "errors", "p50 ms", "p95 ms", "p99 ms"], (day ? s.providers_day : s.providers).map((p) =>
       [swatch(p.provider || "(none)"), p.count, (100 * p.error_rate).toFixed(1) + "%", cell(ms(p.latency.total_latency_ms.p50), "num"),

@@ -96,6 +96,8 @@ class ProviderStub:
         self.local_models = ["qwen2.5-coder"]
         self.models_status = 0  # answer `GET /models` with this error status instead (0: list)
         self._attempts: Counter[str] = Counter()
+        # The providers' context caches: message-list prefixes seen, per provider and model.
+        self._seen_prefixes: set[tuple[str, str, str]] = set()
         self._ids = itertools.count(1)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -136,6 +138,7 @@ class ProviderStub:
         self.requests.clear()
         self.files.clear()
         self._attempts.clear()
+        self._seen_prefixes.clear()
         self.in_flight = self.max_in_flight = self.aborted = self.bad_json_answers = 0
         self.kimi_models, self.glm_models = list(KIMI_TODAY), list(GLM_TODAY)
         self.local_models = ["qwen2.5-coder"]
@@ -268,7 +271,7 @@ class ProviderStub:
                 reasoning = " ".join(reasoning.split(" ")[: budget * 3 // 4])
                 left = max(0, budget - _tokens(reasoning))
                 reply, finish = " ".join(reply.split(" ")[: left * 3 // 4]) if left > 4 else "", "length"
-            usage = _usage(messages, reasoning, reply)
+            usage = _usage(messages, reasoning, reply, cached=self._cached_prefix(provider, model, messages))
             delay = float(directives.get("delay", 0))
             if payload.get("stream"):
                 # Like the real APIs, a stream sends its headers at once and then thinks.
@@ -312,6 +315,19 @@ class ProviderStub:
         headers = [(b"retry-after", directives["retry_after"].encode())] if "retry_after" in directives else []
         kind = "rate_limit_reached_error" if status == 429 else "server_error" if status >= 500 else "stub_error"
         await _json(send, status, {"error": {"message": message, "type": kind}}, headers)
+
+    def _cached_prefix(self, provider: str, model: str, messages: list[dict[str, Any]]) -> int:
+        """The prompt tokens a context cache would hit: the longest prefix of these messages
+        (all but the newest) that an earlier request to this model began with, as Moonshot and
+        Z.ai cache a repeated prefix (a thread's system prompt and earlier turns)."""
+        cached, prefix = 0, hashlib.sha256()
+        for index, message in enumerate(messages):
+            prefix.update(json.dumps(message, sort_keys=True).encode())
+            key = (provider, model, prefix.hexdigest())
+            if index < len(messages) - 1 and key in self._seen_prefixes:
+                cached = sum(_message_tokens(m) for m in messages[: index + 1])
+            self._seen_prefixes.add(key)
+        return cached
 
     async def _stream_search_call(self, send: Send, model: str, reasoning: str) -> None:
         """A streamed round that asks for Moonshot's `$web_search`, as Kimi does before answering."""
@@ -513,15 +529,22 @@ def _tokens(text: str) -> int:
     return len(text) // 4 + 1 if text else 0
 
 
-def _usage(messages: list[dict[str, Any]], reasoning: str, reply: str) -> dict[str, Any]:
-    """Usage as both providers report it: reasoning counts in the completion and on its own."""
-    prompt = sum(len(str(m.get("content", ""))) // 4 for m in messages) + 1
+def _message_tokens(message: dict[str, Any]) -> int:
+    return len(str(message.get("content", ""))) // 4
+
+
+def _usage(messages: list[dict[str, Any]], reasoning: str, reply: str, *, cached: int = 0) -> dict[str, Any]:
+    """Usage as both providers report it: reasoning counts in the completion and on its own;
+    `cached` of the prompt's tokens were a prefix the provider had seen (its context cache),
+    reported in prompt_tokens_details and, as Moonshot does, on the usage itself."""
+    prompt = sum(_message_tokens(m) for m in messages) + 1
     completion = _tokens(reasoning) + _tokens(reply) or 1
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "cached_tokens": cached,
+        "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": _tokens(reasoning)},
     }
 

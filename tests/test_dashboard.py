@@ -314,6 +314,10 @@ def test_the_dashboard_renders_charts_with_data_and_updates_live_in_chromium(
                 "Array.from(document.querySelectorAll('#providers td')).some(t => t.textContent === '4')",
                 timeout=15_000,
             )
+            # What the calls cost: the chart, and the model's row in the spend table.
+            assert page.locator("#spend-chart canvas").count() == 1
+            spend = page.inner_text("#spend-models")
+            assert "kimi" in spend and "$" in spend, spend
             # The last 24 hours: per hour, the same calls counted in the day's tables.
             page.click("button[data-range=day]")
             assert page.get_attribute("button[data-range=day]", "aria-pressed") == "true"

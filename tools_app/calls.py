@@ -29,6 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from tools_app.circuit import Passage, get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.observers import CallSample, call_context, call_finished, provider_failed
+from tools_app.pricing import call_cost
 from tools_app.providers import ChatResult, Provider, ProviderError, ResolvedModel
 from tools_app.providers.replies import ReplyCollector
 from tools_app.providers.types import ChatMessage, ModelSpec, ThinkingMode
@@ -102,6 +103,10 @@ class CallContext:
     tokens_in: int = 0
     tokens_out: int = 0
     reasoning_tokens: int = 0
+    cached_tokens: int = 0  # of tokens_in, those the provider had cached (billed at its hit price)
+    # What the replies cost (tools_app/pricing.py), and the models among them with no price.
+    spent_usd: float = 0.0
+    unpriced: set[str] = field(default_factory=set)
     # The thread this call will keep a turn of, when the tool knows it before asking the model:
     # the provider request's way out then marks it as being written in the same Redis round
     # trip (tools_app/turns.py).
@@ -255,7 +260,31 @@ class CallContext:
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
         self.reasoning_tokens += result.reasoning_tokens
+        self.cached_tokens += result.cached_tokens
+        priced_as = result.model or spec.name
+        cost = call_cost(
+            priced_as, tokens_in=result.tokens_in, cached_tokens=result.cached_tokens, tokens_out=result.tokens_out
+        )
+        if cost is None:
+            self.unpriced.add(priced_as)
+        else:
+            self.spent_usd += cost
         return result
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the call's provider replies cost, or None when one of their models has no price."""
+        return None if self.unpriced else round(self.spent_usd, 8)
+
+    def cost_metadata(self) -> dict[str, Any]:
+        """`cost_usd` (and, without a price, which models lack one) for a result's metadata."""
+        if not self.unpriced:
+            return {"cost_usd": self.cost_usd, "cached_tokens": self.cached_tokens}
+        return {
+            "cost_usd": None,
+            "cached_tokens": self.cached_tokens,
+            "cost_note": f"no price for {', '.join(sorted(self.unpriced))} (EXAI_PRICES_FILE adds one)",
+        }
 
     @asynccontextmanager
     async def _before_deadline(self) -> AsyncIterator[None]:
@@ -367,6 +396,9 @@ async def background_call(operation: str) -> AsyncIterator[CallContext]:
                 ttft_ms=ctx.ttft_ms,
                 tokens_in=ctx.tokens_in,
                 tokens_out=ctx.tokens_out,
+                cached_tokens=ctx.cached_tokens,
+                reasoning_tokens=ctx.reasoning_tokens,
+                cost_usd=ctx.cost_usd,
             )
         )
 
@@ -377,6 +409,7 @@ def reply_metadata(reply: ChatResult) -> dict[str, Any]:
         "tokens_in": reply.tokens_in,
         "tokens_out": reply.tokens_out,
         "reasoning_tokens": reply.reasoning_tokens,
+        "cached_tokens": reply.cached_tokens,
         "finish_reason": reply.finish_reason,
     }
     if reply.incomplete:

@@ -46,6 +46,9 @@ class CallSample:
     ttft_ms: float | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    cached_tokens: int = 0  # of tokens_in, what the provider had cached
+    reasoning_tokens: int = 0  # of tokens_out, what the model thought
+    cost_usd: float | None = 0.0  # None: a model of the call has no price (tools_app/pricing.py)
     bytes_in: int = 0  # the text the caller sent and got, UTF-8
     bytes_out: int = 0
     cache_hit: bool = False

@@ -233,6 +233,8 @@ def _success(ctx: CallContext, result: ToolResult) -> CallOutcome:
         "continuation_id": None,
         "cache_hit": False,
         **result.metadata,
+        # A reply from the response cache cost nothing now; its first asking did.
+        **ctx.cost_metadata(),
         "latency_metrics": ctx.latency_metrics(),
     }
     return {"outputs": [{"type": "text", "text": result.text, "metadata": metadata}], "text": result.text}
@@ -255,6 +257,9 @@ def _record(ctx: CallContext, name: str, arguments: Any, outcome: CallOutcome | 
             ttft_ms=ctx.ttft_ms,
             tokens_in=ctx.tokens_in,
             tokens_out=ctx.tokens_out,
+            cached_tokens=ctx.cached_tokens,
+            reasoning_tokens=ctx.reasoning_tokens,
+            cost_usd=ctx.cost_usd,
             # The text the caller sent and got, UTF-8: the arguments' strings, and the reply.
             bytes_in=sum(len(v.encode()) for v in arguments.values() if isinstance(v, str))
             if isinstance(arguments, dict)
