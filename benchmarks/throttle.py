@@ -10,6 +10,9 @@ Prints, nothing asserted:
     and with EXAI_USER_PROVIDER_SHARE's default (0.5);
   * circuit-breaker check (admit + record) per call;
   * rate limits: a user's call admitted (in-process and Redis) and a frame counted, per call;
+  * budgets, per provider request: the check with no budget, the check against a daily and
+    monthly budget, and counting a reply's cost (in-process and Redis; budgets as the
+    process caches them between reads, counters already started);
   * xxhash (xxh3_64, xxh3_128) against SHA-256 on 1 MiB and 64 MiB buffers.
 
     python benchmarks/throttle.py [--redis-url redis://127.0.0.1:6379/0]
@@ -150,6 +153,35 @@ async def rate_limit_cost(rounds: int) -> dict[str, list[float]]:
     return results
 
 
+async def budget_cost(rounds: int) -> dict[str, list[float]]:
+    from django.conf import settings
+
+    from tools_app import budgets
+
+    settings.EXAI_BUDGET_CACHE_S = 10**9  # as between two reads of the admin's budgets
+    budgets.provide_spend_source(lambda user_id, since: 0.0)  # nothing recorded: no database here
+    results = {}
+    for name, redis_url in (("in-process", ""), ("redis", settings.REDIS_URL)):
+        settings.REDIS_URL = redis_url
+        budgets._limits.clear()
+        budgets._limits.update({1: (time.monotonic(), budgets.Limits(None, None))})
+        budgets._limits.update({2: (time.monotonic(), budgets.Limits(10**6, 10**7))})
+        for label, user_id in (("check, no budget", 1), ("check, day + month", 2)):
+            samples = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                await budgets.check_budget(user_id)
+                samples.append((time.perf_counter() - started) * 1e6)
+            results[f"{name} {label}"] = samples
+        counted = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await budgets.add_spent(2, 0.0003)
+            counted.append((time.perf_counter() - started) * 1e6)
+        results[f"{name} count a reply"] = counted
+    return results
+
+
 def hash_throughput() -> list[tuple[str, str, float]]:
     import xxhash
 
@@ -198,6 +230,10 @@ async def run(rounds: int) -> None:
     print("\nrate limits, microseconds                    p50       p95       p99")
     for name, samples in (await rate_limit_cost(rounds)).items():
         print(f"  {name:<24}              {fmt(samples)}")
+
+    print("\nbudgets per provider request, microseconds   p50       p95       p99")
+    for name, samples in (await budget_cost(rounds)).items():
+        print(f"  {name:<32}      {fmt(samples)}")
 
 
 def main() -> None:

@@ -282,6 +282,8 @@ EXAI_GLM_DEFAULT_MODEL = env_str("EXAI_GLM_DEFAULT_MODEL")
 EXAI_MAX_OUTPUT_TOKENS = env_int("EXAI_MAX_OUTPUT_TOKENS", 32_768, minimum=256)
 # A JSON file of model prices that adds to or replaces the defaults (tools_app/pricing.py).
 EXAI_PRICES_FILE = env_str("EXAI_PRICES_FILE", "")
+# How long a process keeps a user's budget (set in the admin) before reading it again, seconds.
+EXAI_BUDGET_CACHE_S = env_float("EXAI_BUDGET_CACHE_S", 5.0, minimum=0.0)
 # After a 429 a provider's concurrency halves, then grows back by one slot this often.
 EXAI_RATE_LIMIT_RECOVERY_S = env_float("EXAI_RATE_LIMIT_RECOVERY_S", 10.0, minimum=0.1)
 

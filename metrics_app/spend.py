@@ -108,3 +108,10 @@ def spend_summary(
                 keys["day"] = keys["day"].isoformat()
             groups.append({**keys, **shaped(row)})
     return {"since": since.isoformat(), "until": today.isoformat(), **total, "groups": groups}
+
+
+def spent_since(user_id: Any, since: date) -> float:
+    """US dollars the user's priced calls cost from `since` (UTC day) on, as recorded."""
+    return (
+        SpendDaily.objects.filter(user_id=user_id or 0, day__gte=since).aggregate(total=Sum("cost_usd"))["total"] or 0.0
+    )

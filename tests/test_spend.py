@@ -171,3 +171,131 @@ async def test_spend_report_writes_the_markdown_per_user_model_tool_and_day(
         "spend_report", "--user", user.username, "--out", str(tmp_path / "mine.md"), stdout=mine, stderr=StringIO()
     )
     assert "## Per user" not in mine.getvalue() and "over 2 calls" in mine.getvalue()
+
+
+# --- Budgets ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_budgets() -> Any:
+    from tools_app import budgets
+
+    budgets.forget_limits()
+    budgets._local.clear()
+    yield
+    budgets.forget_limits()
+    budgets._local.clear()
+
+
+async def test_a_call_that_would_start_over_the_daily_budget_is_refused_before_any_request(
+    user: Any, stub: Any, settings: Any
+) -> None:
+    from tools_app.models import Budget
+
+    settings.EXAI_BUDGET_CACHE_S = 0
+    first = await chat(user, prompt="spend a little", model="kimi-k2.6")
+    daily = round(first["cost_usd"] * 1.5, 4)  # budgets are kept to a hundredth of a cent
+    assert daily > first["cost_usd"]
+    await Budget.objects.acreate(user=user, daily_usd=daily, monthly_usd=100)
+    await chat(user, prompt="still under", model="kimi-k2.6")  # spent 1x of 1.5x when it started
+    sent = len(stub.chat_requests())
+    refused = await tool_call(user=user, name="chat", arguments={"prompt": "over"}, request_id=uuid.uuid4().hex)
+    error = refused["error"]
+    assert error["code"] == "budget_exceeded" and error["period"] == "daily"
+    assert error["allowed_usd"] == pytest.approx(daily)
+    assert error["spent_usd"] >= error["allowed_usd"] and error["resets_at"].endswith("T00:00:00+00:00")
+    assert "daily budget" in error["message"] and "resets at" in error["message"]
+    assert len(stub.chat_requests()) == sent  # nothing was sent
+    # Another user, without a budget of their own, has no limit; a tool that asks no model still works.
+    assert "error" not in await tool_call(user=user, name="version", arguments={}, request_id="v")
+
+
+async def test_the_default_budget_holds_for_users_without_their_own_and_a_monthly_one_too(
+    user: Any, other_user: Any, stub: Any, settings: Any
+) -> None:
+    from tools_app.models import Budget
+
+    settings.EXAI_BUDGET_CACHE_S = 0
+    await Budget.objects.acreate(user=None, daily_usd=None, monthly_usd="0.0001")  # everyone: less than a call
+    await Budget.objects.acreate(user=other_user, daily_usd="10", monthly_usd=None)  # theirs: no monthly limit
+    await chat(user, prompt="the first goes (nothing spent yet)", model="kimi-k2.6")
+    refused = await tool_call(user=user, name="chat", arguments={"prompt": "again"}, request_id=uuid.uuid4().hex)
+    assert refused["error"]["code"] == "budget_exceeded" and refused["error"]["period"] == "monthly"
+    assert refused["error"]["resets_at"].endswith("-01T00:00:00+00:00")
+    await chat(other_user, prompt="one", model="kimi-k2.6")
+    await chat(other_user, prompt="two", model="kimi-k2.6")  # their own budget, not the default
+
+
+async def test_a_budget_counts_what_was_spent_before_a_restart(user: Any, stub: Any, settings: Any) -> None:
+    from tools_app import budgets
+    from tools_app.models import Budget
+
+    settings.EXAI_BUDGET_CACHE_S = 0
+    first = await chat(user, prompt="before the restart", model="kimi-k2.6")
+    await sync_to_async(buffer.flush)()  # recorded in the daily spend rows
+    budgets._local.clear()  # a new process: its counters are gone
+    await Budget.objects.acreate(user=user, daily_usd=round(first["cost_usd"] / 2, 4))
+    refused = await tool_call(user=user, name="chat", arguments={"prompt": "after"}, request_id=uuid.uuid4().hex)
+    assert refused["error"]["code"] == "budget_exceeded"
+    assert refused["error"]["spent_usd"] == pytest.approx(first["cost_usd"], rel=1e-3)
+
+
+@pytest.mark.e2e
+def test_a_budget_spent_through_one_server_process_stops_calls_on_another(
+    user: Any, stub: Any, redis_settings: Any, settings: Any
+) -> None:
+    """Two daphne processes on Redis: what one counts, the other sees at once (no metrics
+    flush in between: their writers wait a minute)."""
+    import httpx
+
+    from tests.conftest import REDIS_URL, ServerProcess, access_token, database_url, provider_env
+    from tools_app.models import Budget
+
+    env = {
+        **provider_env(stub),
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": REDIS_URL,
+        "EXAI_REDIS_PREFIX": f"exai-budget-{uuid.uuid4().hex[:8]}",
+        "EXAI_METRICS_FLUSH_S": "60",
+        "EXAI_BUDGET_CACHE_S": "0",
+        "EXAI_LOG_LEVEL": "ERROR",
+    }
+    servers = [ServerProcess(env).start() for _ in range(2)]
+    try:
+        headers = {"Authorization": f"Bearer {access_token(user)}"}
+
+        def call(server: ServerProcess, prompt: str) -> dict[str, Any]:
+            response = httpx.post(
+                f"{server.http_url}/api/tools/chat/call/",
+                json={"arguments": {"prompt": prompt, "model": "kimi-k2.6"}},
+                headers=headers,
+                timeout=30,
+            )
+            return response.json()
+
+        first = call(servers[0], "on the first process")
+        cost = first["outputs"][0]["metadata"]["cost_usd"]
+        Budget.objects.create(user=user, daily_usd=round(cost * 1.5, 4))
+        assert "error" not in call(servers[1], "under budget on the second")
+        sent = len(stub.chat_requests())
+        for server in servers:
+            refused = call(server, "over budget")
+            assert refused["error"]["code"] == "budget_exceeded", refused
+            assert refused["error"]["spent_usd"] == pytest.approx(2 * cost, rel=0.5)
+        assert len(stub.chat_requests()) == sent
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_budgets_are_set_in_the_admin(admin_client: Any, user: Any) -> None:
+    from tools_app.models import Budget
+
+    assert admin_client.get("/admin/tools_app/budget/add/").status_code == 200
+    response = admin_client.post(
+        "/admin/tools_app/budget/add/", {"user": user.pk, "daily_usd": "2.50", "monthly_usd": ""}, follow=True
+    )
+    assert response.status_code == 200
+    budget = Budget.objects.get(user=user)
+    assert float(budget.daily_usd) == 2.5 and budget.monthly_usd is None
+    assert "2.5" in admin_client.get("/admin/tools_app/budget/").content.decode()

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from exai_site.staff import OwnedRowsAdmin
-from tools_app.models import Conversation, Message
+from tools_app.models import Budget, Conversation, Message
 
 
 class MessageInline(admin.TabularInline):
@@ -20,3 +20,13 @@ class ConversationAdmin(OwnedRowsAdmin):
     search_fields = ["id", "owner__username"]
     readonly_fields = ["id", "owner", "tool", "turn_count", "created", "updated"]
     inlines = [MessageInline]
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Per-user spend limits, and the default for everyone (the row without a user)."""
+
+    list_display = ["__str__", "user", "daily_usd", "monthly_usd", "updated"]
+    list_select_related = ["user"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]

@@ -26,6 +26,8 @@ from typing import Any, TypedDict, TypeVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from exai_site.outages import now_or_later
+from tools_app.budgets import add_spent, check_budget
 from tools_app.circuit import Passage, get_circuit_breaker
 from tools_app.errors import ToolError
 from tools_app.observers import CallSample, call_context, call_finished, provider_failed
@@ -151,6 +153,8 @@ class CallContext:
         round trip in and one out: `Throttle.gated_slots`). A reply that survived a fault (a
         stream cut after some text) is returned, and its fault counted and captured like an error.
         """
+        # A call that would start over its user's budget sends nothing (tools_app/budgets.py).
+        await check_budget(getattr(self.user, "pk", None))
         self.provider, self.model = provider.name, model or self.model
         call_context.set({**(call_context.get() or {}), "provider": provider.name, "model": self.model})
         probe_ttl_ms = int((provider.timeout_s + 5) * 1000)
@@ -269,6 +273,9 @@ class CallContext:
             self.unpriced.add(priced_as)
         else:
             self.spent_usd += cost
+            user_id = getattr(self.user, "pk", None)
+            if user_id is not None:
+                await now_or_later("count a reply's cost", lambda: add_spent(user_id, cost))
         return result
 
     @property

@@ -12,6 +12,7 @@ ERROR_CODES = frozenset(
         "provider_error",
         "timeout",
         "overloaded",
+        "budget_exceeded",
         "cancelled",
         "shutting_down",
         "internal",

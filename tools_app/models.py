@@ -65,3 +65,24 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message in {self.conversation_id}"
+
+
+class Budget(models.Model):
+    """What a user may spend on provider calls per day and per month (UTC days and months); the
+    one without a user is everyone's default. Empty: no limit for that period."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budget"
+    )
+    daily_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    monthly_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=models.Q(user__isnull=True), name="one_default_budget")
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or "everyone (default)"
+        return f"budget of {who}: {self.daily_usd or '∞'} a day, {self.monthly_usd or '∞'} a month"

@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from exai_site.outages import RETRY_AFTER_S, unreachable_message, unreachable_service
 from exai_site.redaction import scrub
 from tools_app import mcp_resources
+from tools_app.budgets import BudgetExceeded
 from tools_app.calls import LogCallback
 from tools_app.context_window import FILE_ADVICE
 from tools_app.errors import ToolError
@@ -43,6 +44,11 @@ class ErrorBody(TypedDict):
     code: str
     message: str
     retry_after_s: NotRequired[float]  # `overloaded` by a rate limit: when the next call would pass
+    # `budget_exceeded`: which budget, what was spent and is allowed (USD), when it resets.
+    period: NotRequired[str]
+    spent_usd: NotRequired[float]
+    allowed_usd: NotRequired[float]
+    resets_at: NotRequired[str]
 
 
 class CallOutcome(TypedDict):
@@ -185,6 +191,9 @@ async def tool_call(
             if not result.metadata.get("incomplete"):
                 await remember_reply(key, result)
         outcome = _success(ctx, await cut_long_reply(result, getattr(user, "pk", None)))
+    except BudgetExceeded as exc:
+        outcome = error_outcome(exc.code, exc.message)
+        outcome["error"].update(exc.details)  # type: ignore[typeddict-item]
     except ToolError as exc:
         outcome = error_outcome(exc.code, exc.message)
     except ProviderError as exc:
