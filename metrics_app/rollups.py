@@ -40,6 +40,7 @@ from django.utils import timezone
 from exai_site.outages import unreachable_service
 from metrics_app import sketches
 from metrics_app.models import LatencyRollup, LatencySample, RollupWindow, RollupWindowGroup, SpendDaily
+from metrics_app.races import ATTEMPTS, lost_race
 from metrics_app.spend import add_to_spend
 
 logger = logging.getLogger(__name__)
@@ -248,9 +249,9 @@ def add_to_rollups(records: Sequence[Record]) -> None:
 
 def _merge_rows(deltas: dict[tuple[str, int, datetime, str, str, str], Delta]) -> None:
     starts = {key[2] for key in deltas}
-    for attempt in range(3):
+    for attempt in range(ATTEMPTS):
         try:
-            with transaction.atomic():  # a savepoint: a lost race to insert a row is tried again
+            with transaction.atomic():  # a savepoint: a lost race for a row is tried again (races.py)
                 rows = (
                     LatencyRollup.objects.select_for_update()
                     .filter(start__in=starts)
@@ -288,8 +289,8 @@ def _merge_rows(deltas: dict[tuple[str, int, datetime, str, str, str], Delta]) -
                 LatencyRollup.objects.bulk_create(created)
                 _update_rows(LatencyRollup, updated, ["count", "errors", "wait_sum_ms", "wait_max_ms", "sketch"])
             return
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == ATTEMPTS - 1 or not lost_race(exc):
                 raise
 
 

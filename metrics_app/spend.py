@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q, Sum
 
 from metrics_app.models import LatencySample, SpendDaily
+from metrics_app.races import ATTEMPTS, lost_race
 
 GROUPS = ("user", "tool", "provider", "model", "day")
 _COUNTERS = ("calls", "tokens_in", "cached_tokens", "tokens_out", "reasoning_tokens", "cost_usd", "unpriced_calls")
@@ -49,9 +50,9 @@ def add_to_spend(samples: Sequence[LatencySample]) -> None:
     selection = Q()
     for day, user_id, tool, provider, model in sums:
         selection |= Q(day=day, user_id=user_id, tool=tool, provider=provider, model=model)
-    for attempt in range(3):
+    for attempt in range(ATTEMPTS):
         try:
-            with transaction.atomic():  # a savepoint: a lost race to insert a row is tried again
+            with transaction.atomic():  # a savepoint: a lost race for a row is tried again (races.py)
                 existing = {
                     (r.day, r.user_id, r.tool, r.provider, r.model): r
                     for r in SpendDaily.objects.select_for_update()
@@ -75,8 +76,8 @@ def add_to_spend(samples: Sequence[LatencySample]) -> None:
                 if updated:
                     SpendDaily.objects.bulk_update(updated, list(_COUNTERS))
             return
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == ATTEMPTS - 1 or not lost_race(exc):
                 raise
 
 
