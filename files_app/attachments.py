@@ -52,9 +52,11 @@ class UploadedFiles:
 
 
 async def own_references(ctx: CallContext, file_ids: list[str]) -> list[FileReference]:
-    if not file_ids:
-        return []
-    return await database_sync_to_async(file_references_resolve)(owner=ctx.user, file_ids=file_ids)
+    """The caller's references by id, in order, typed for the file tools (the store's own)."""
+    return await _STORE.own(ctx.user, file_ids) if file_ids else []
+
+
+_STORE = UploadedFiles()
 
 
 async def upload_copies(ctx: CallContext, provider: Provider, references: list[FileReference]) -> ToolResult:

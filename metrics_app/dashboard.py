@@ -102,10 +102,11 @@ def _spend(now: datetime) -> dict[str, Any]:
     for row in spend_summary(days=SPEND_DAYS, group=["provider", "day"], today=today)["groups"]:
         per_day.setdefault(row["provider"] or "(none)", [0.0] * SPEND_DAYS)[at[row["day"]]] += row["cost_usd"]
     by_model = spend_summary(days=SPEND_DAYS, group=["provider", "model"], today=today)
-    users = {user.pk: user.get_username() for user in get_user_model().objects.all()}
     by_user = sorted(
         spend_summary(days=SPEND_DAYS, group=["user"], today=today)["groups"], key=lambda row: -row["cost_usd"]
     )[:10]
+    User = get_user_model()
+    users = {user.pk: user.get_username() for user in User.objects.filter(pk__in=[row["user"] for row in by_user])}
     return {
         "days": [int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) for day in days],
         "cost_by_provider": {provider: [round(v, 6) for v in values] for provider, values in sorted(per_day.items())},

@@ -62,8 +62,7 @@ class SampleBuffer:
                 write_samples(items)  # the raw rows and their rollups, one transaction
             except MetricsTablesBusy:
                 # A schema change or a TRUNCATE holds the tables: the next flush tries again.
-                with self._lock:
-                    self._items = items + self._items
+                self._keep_for_later(items, why="the metrics tables are held (a schema change?)")
                 return 0
             except Exception as exc:
                 if unreachable_service(exc) is not None:
@@ -80,8 +79,8 @@ class SampleBuffer:
                 self.holding, self.dropped = False, 0
             return len(items)
 
-    def _keep_for_later(self, items: list[LatencySample]) -> None:
-        """The database is away: hold the samples for the next flush, the oldest dropped past the bound."""
+    def _keep_for_later(self, items: list[LatencySample], why: str = "the database is unreachable") -> None:
+        """The samples cannot be written now: hold them for the next flush, the oldest dropped past the bound."""
         with self._lock:
             kept = items + self._items
             over = len(kept) - settings.EXAI_METRICS_BACKLOG
@@ -90,7 +89,7 @@ class SampleBuffer:
                 self.dropped += over
             self._items = kept
         if not self.holding:
-            logger.warning("the database is unreachable; latency samples are held until it returns")
+            logger.warning("%s; latency samples are held for the next flush", why)
         self.holding = True
 
     @staticmethod

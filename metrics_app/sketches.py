@@ -112,25 +112,22 @@ def part_quantiles(blob: bytes, parts: int, part: int, fractions: Sequence[float
     start, stop = int(header[:part].sum()), int(header[: part + 1].sum())
     keys = np.frombuffer(blob, dtype=np.uint16, count=total, offset=2 * parts)[start:stop]
     counts = np.frombuffer(blob, dtype=np.uint32, count=total, offset=2 * parts + 2 * total)[start:stop]
-    if not len(keys):
-        return [None for _ in fractions]
-    cumulative = np.cumsum(counts, dtype=np.int64)
-    n = int(cumulative[-1])
-    return [
-        bin_value(int(keys[int(np.searchsorted(cumulative, math.floor(f * (n - 1)), side="right"))])) for f in fractions
-    ]
+    return _quantiles_of_bins(keys, counts, fractions)
 
 
 def quantiles(counts: np.ndarray, fractions: Sequence[float]) -> list[float | None]:
     """DDSketch's quantiles of one part's dense counts: the value of the bin holding rank
     q * (n - 1) (the lower of the two ranks percentile_cont interpolates between)."""
-    total = int(counts.sum())
-    if total == 0:
+    found = np.flatnonzero(counts)
+    return _quantiles_of_bins(found, counts[found], fractions)
+
+
+def _quantiles_of_bins(bins: np.ndarray, counts: np.ndarray, fractions: Sequence[float]) -> list[float | None]:
+    """Quantiles from non-empty bins in ascending order and their counts."""
+    if not len(bins):
         return [None for _ in fractions]
-    cumulative = np.cumsum(counts)
-    found: list[float | None] = []
-    for fraction in fractions:
-        rank = fraction * (total - 1)
-        index = int(np.searchsorted(cumulative, math.floor(rank), side="right"))
-        found.append(bin_value(index))
-    return found
+    cumulative = np.cumsum(counts, dtype=np.int64)
+    last = int(cumulative[-1]) - 1
+    return [
+        bin_value(int(bins[int(np.searchsorted(cumulative, math.floor(f * last), side="right"))])) for f in fractions
+    ]

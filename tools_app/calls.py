@@ -278,6 +278,25 @@ class CallContext:
                 await now_or_later("count a reply's cost", lambda: add_spent(user_id, cost))
         return result
 
+    def sample(self, tool: str, status: str, **overrides: Any) -> CallSample:
+        """This call as the observers get it when it ends: its timings, the provider and model
+        it called last, its tokens and cost (`overrides` for what the caller knows better)."""
+        fields: dict[str, Any] = {
+            "user_id": getattr(self.user, "pk", None),
+            "request_id": self.request_id,
+            "provider": self.provider,
+            "model": self.model,
+            "ttft_ms": self.ttft_ms,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": self.cost_usd,
+        }
+        if "metrics" not in overrides:
+            fields["metrics"] = self.latency_metrics()
+        return CallSample(tool=tool, status=status, **{**fields, **overrides})
+
     @property
     def cost_usd(self) -> float | None:
         """What the call's provider replies cost, or None when one of their models has no price."""
@@ -391,23 +410,7 @@ async def background_call(operation: str) -> AsyncIterator[CallContext]:
         status = "internal"
         raise
     finally:
-        call_finished(
-            CallSample(
-                tool=operation,
-                user_id=None,
-                request_id=ctx.request_id,
-                status=status,
-                metrics=ctx.latency_metrics(),
-                provider=ctx.provider,
-                model=ctx.model,
-                ttft_ms=ctx.ttft_ms,
-                tokens_in=ctx.tokens_in,
-                tokens_out=ctx.tokens_out,
-                cached_tokens=ctx.cached_tokens,
-                reasoning_tokens=ctx.reasoning_tokens,
-                cost_usd=ctx.cost_usd,
-            )
-        )
+        call_finished(ctx.sample(operation, status))
 
 
 def reply_metadata(reply: ChatResult) -> dict[str, Any]:

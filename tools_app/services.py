@@ -21,7 +21,7 @@ from tools_app.calls import LogCallback
 from tools_app.context_window import FILE_ADVICE
 from tools_app.errors import ToolError
 from tools_app.lifecycle import get_lifecycle
-from tools_app.observers import CallSample, call_context, call_finished
+from tools_app.observers import call_context, call_finished
 from tools_app.providers import ProviderError, catalogue_models, configured_providers, model_aliases
 from tools_app.ratelimit import RateLimited, user_call_admit
 from tools_app.responses import cache_key, cached_reply, cut_long_reply, remember_reply
@@ -255,20 +255,12 @@ def _record(ctx: CallContext, name: str, arguments: Any, outcome: CallOutcome | 
     outputs = (outcome or {}).get("outputs")
     metadata: dict[str, Any] = outputs[0]["metadata"] if outputs else {}
     call_finished(
-        CallSample(
-            tool=name,
-            user_id=getattr(ctx.user, "pk", None),
-            request_id=ctx.request_id,
-            status=error["code"] if error else ("cancelled" if outcome is None else "ok"),
+        ctx.sample(
+            name,
+            error["code"] if error else ("cancelled" if outcome is None else "ok"),
             metrics=metadata.get("latency_metrics") or ctx.latency_metrics(),
             provider=metadata.get("provider") or ctx.provider,
             model=metadata.get("model") or ctx.model,
-            ttft_ms=ctx.ttft_ms,
-            tokens_in=ctx.tokens_in,
-            tokens_out=ctx.tokens_out,
-            cached_tokens=ctx.cached_tokens,
-            reasoning_tokens=ctx.reasoning_tokens,
-            cost_usd=ctx.cost_usd,
             # The text the caller sent and got, UTF-8: the arguments' strings, and the reply.
             bytes_in=sum(len(v.encode()) for v in arguments.values() if isinstance(v, str))
             if isinstance(arguments, dict)
